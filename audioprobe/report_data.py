@@ -249,7 +249,7 @@ def model_table(run: Run) -> pd.DataFrame:
 
 def probe_table(config: dict) -> pd.DataFrame:
     """One row per probe, with the training protocol shared by all of them."""
-    protocol = config.get("protocol", {})
+    protocol = config["protocol"]
     return pd.DataFrame([{
         "probe": name,
         "kind": spec["kind"],
@@ -258,11 +258,10 @@ def probe_table(config: dict) -> pd.DataFrame:
                           if spec["kind"] == "mlp" else "–"),
         "dropout": spec.get("dropout", 0.0),
         "batch norm": "yes" if spec.get("batch_norm") else "no",
-        "seeds": protocol.get("seeds", 3),
-        "learning rates": ", ".join(str(v) for v in protocol.get("learning_rates", [1e-3, 1e-2])),
-        "weight decays": ", ".join(str(v) for v in protocol.get("weight_decays", [0.0, 1e-4])),
-        "max epochs (patience)": f"{protocol.get('max_epochs', 200)} "
-                                 f"({protocol.get('patience', 20)})",
+        "seeds": protocol["seeds"],
+        "learning rates": ", ".join(str(v) for v in protocol["learning_rates"]),
+        "weight decays": ", ".join(str(v) for v in protocol["weight_decays"]),
+        "max epochs (patience)": f"{protocol['max_epochs']} ({protocol['patience']})",
     } for name, spec in config["probes"].items()])
 
 

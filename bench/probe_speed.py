@@ -1,7 +1,8 @@
 """Probe training speed on an ESC-50-sized problem.
 
 2,000 clips x 768 dims x 13 layers, 50 classes, 5 folds (HEAR rounds), linear and MLP probes,
-3 seeds, a 2 x 2 grid of learning rate and weight decay: the full protocol of the probe rule.
+under the probe rule's default protocol (``config.schema.yaml``: 3 seeds, a 2 x 2 grid of
+learning rate and weight decay, early stopping); ``--patience`` overrides the patience.
 
     python bench/probe_speed.py [--threads 2]
 """
@@ -16,12 +17,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+import yaml
 
 from audioprobe.features.store import open_store
 from audioprobe.probes.run import probe_store
 
-PROTOCOL = {"seeds": 3, "learning_rates": [1e-3, 1e-2], "weight_decays": [0.0, 1e-4],
-            "max_epochs": 200, "patience": 10, "batch_size": 256}
+SCHEMA = Path(__file__).resolve().parents[1] / "config.schema.yaml"
+
+
+def default_protocol() -> dict:
+    """The protocol settings a config gets when it names none."""
+    properties = yaml.safe_load(SCHEMA.read_text())["properties"]["protocol"]["properties"]
+    return {name: spec["default"] for name, spec in properties.items()}
 
 
 def synthetic_store(path: Path, clips: int = 2000, dim: int = 768, layers: int = 13,
@@ -51,15 +58,20 @@ def synthetic_store(path: Path, clips: int = 2000, dim: int = 768, layers: int =
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--patience", type=int)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    protocol = default_protocol()
+    if args.patience:
+        protocol["patience"] = args.patience
+    print("protocol:", protocol)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(synthetic_store(Path(tmp) / "esc50_like.h5"))
         total = 0.0
         for probe, spec in [("linear", {"kind": "linear"}),
                             ("mlp", {"kind": "mlp", "hidden": [256, 256]})]:
             start = time.perf_counter()
-            runs, _, _ = probe_store(store, probe, spec, PROTOCOL)
+            runs, _, _ = probe_store(store, probe, spec, protocol)
             elapsed = time.perf_counter() - start
             total += elapsed
             print(f"{probe:6s} {elapsed:6.1f} s  {len(runs)} runs  mean epochs "

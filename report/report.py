@@ -94,7 +94,7 @@ table(pd.DataFrame([
     {"item": "datasets", "value": len(run.datasets)},
     {"item": "models", "value": len(run.models)},
     {"item": "probes", "value": len(run.config["probes"])},
-    {"item": "seeds", "value": run.config.get("protocol", {}).get("seeds", 3)},
+    {"item": "seeds", "value": run.config["protocol"]["seeds"]},
     {"item": "jobs benchmarked", "value": len(bench)},
     {"item": "total run time (sum of job wall times, report excluded)",
      "value": f"{rd.duration(bench['wall time (s)'].sum())} "

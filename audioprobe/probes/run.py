@@ -61,9 +61,8 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: st
     trained probes of the best layer: one per round, seed 0)."""
     classes = list(store.attrs["classes"])
     y = store.meta["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    n_seeds = protocol.get("seeds", 3)
-    grid = list(itertools.product(protocol.get("learning_rates", [1e-3, 1e-2]),
-                                  protocol.get("weight_decays", [0.0, 1e-4])))
+    n_seeds = protocol["seeds"]
+    grid = list(itertools.product(protocol["learning_rates"], protocol["weight_decays"]))
     arch = architecture(spec)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
@@ -72,8 +71,8 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: st
               else layer_chunks(store.n_layers, len(y), dim))
     train = functools.partial(
         fit_predict, n_classes=len(classes), arch=arch,
-        max_epochs=protocol.get("max_epochs", 200), patience=protocol.get("patience", 10),
-        batch_size=protocol.get("batch_size", 256), device=dev)
+        max_epochs=protocol["max_epochs"], patience=protocol["patience"],
+        batch_size=protocol["batch_size"], device=dev)
     runs, test_proba, trained = [], {}, {}
     for chunk in chunks:
         features = np.stack([store.layer(k) for k in chunk])

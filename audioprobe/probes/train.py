@@ -2,12 +2,14 @@
 
 Every probe of a round is one slice of one stacked model: each layer's grid points (learning
 rate x weight decay) or seeds, all trained together in large batches with Adam and early-stopped
-on validation accuracy. Members that run out of patience leave the batch, so the work follows
-the members still learning. No Python loop runs per sample, per layer or per grid point.
+on validation accuracy. Members that run out of patience leave the model (their parameters and
+Adam moments are dropped), so the work follows the members still learning. No Python loop runs
+per sample or per grid point; a linear probe issues one matmul per input layer, which is
+cheaper than copying each layer's clips once per member.
 
 Per-member learning rates use Adam's invariance to gradient scale: member e's weights are stored
-as W_e / s_e with s_e = lr_e / lr_ref, so one Adam step of size lr_ref moves W_e by lr_e times
-Adam's direction. Weight decay is decoupled (as in AdamW): W_e is multiplied by
+as W_e / s_e with s_e = lr_e / lr_ref, so one (fused) Adam step of size lr_ref moves W_e by
+lr_e times Adam's direction. Weight decay is decoupled (as in AdamW): W_e is multiplied by
 1 - lr_e * wd_e before each step.
 
 A probe is an MLP (no hidden layer: a linear probe) with optional dropout and batch norm, fed
@@ -46,13 +48,15 @@ class Architecture:
 
 class StackedProbe(torch.nn.Module):
     """E probes as one batched model. ``members[l]`` are the probes of input layer l; a weighted
-    probe has one group of members that each see all layers."""
+    probe has one group of members that each see all layers. ``member`` names the member each
+    row holds, since rows of finished members can be dropped (``keep``)."""
 
     def __init__(self, members: list[list[Member]], arch: Architecture, n_layers: int,
                  dim: int, n_classes: int) -> None:
         super().__init__()
         flat = [m for group in members for m in group]
-        self.arch, self.n_members = arch, len(flat)
+        self.arch = arch
+        self.register_buffer("member", torch.arange(len(flat)))
         self.register_buffer("layer", torch.tensor(
             [l for l, group in enumerate(members) for _ in group], dtype=torch.long))
         lr = torch.tensor([m.lr for m in flat])
@@ -78,60 +82,80 @@ class StackedProbe(torch.nn.Module):
             name: torch.nn.Parameter(self._stored(torch.stack(values)))
             for name, values in init.items()})
         for k, width in enumerate(arch.hidden if arch.batch_norm else []):
-            self.register_buffer(f"mean{k}", torch.zeros(self.n_members * width))
-            self.register_buffer(f"var{k}", torch.ones(self.n_members * width))
+            self.register_buffer(f"mean{k}", torch.zeros(len(flat), width))
+            self.register_buffer(f"var{k}", torch.ones(len(flat), width))
+        self._find_runs()
+
+    def _find_runs(self) -> None:
+        """The input layers of the rows, as runs of equal layer: (layers, lengths)."""
+        layers, counts = torch.unique_consecutive(self.layer, return_counts=True)
+        self.runs = (layers.tolist(), counts.tolist())
+
+    def _per_member(self, like: torch.Tensor) -> torch.Tensor:
+        return self.scale.view(-1, *[1] * (like.dim() - 1))
 
     def _stored(self, effective: torch.Tensor) -> torch.Tensor:
-        return effective / self.scale.view(-1, *[1] * (effective.dim() - 1))
+        return effective / self._per_member(effective)
 
     def effective(self, name: str) -> torch.Tensor:
         p = self.params[name]
-        return p * self.scale.view(-1, *[1] * (p.dim() - 1))
+        return p * self._per_member(p)
 
-    def forward(self, x: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (L, N, D) -> logits (E, N, C) of the ``active`` members (default: all)."""
-        if active is None:
-            active = torch.arange(self.n_members, device=x.device)
-        w0 = self.effective("w0")[active]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (L, N, D) -> logits (E, N, C). A layer's output is scaled instead of its weights
+        (the same product, on the smaller tensor)."""
+        scale = self.scale.view(-1, 1, 1)
         if self.arch.weighted:
-            weights = torch.softmax(self.effective("mix")[active], -1)  # (E, L)
-            h = torch.einsum("el,lnd,edh->enh", weights, x, w0)
-        else:
-            h = torch.bmm(x[self.layer[active]], w0)
-        h = h + self.effective("b0")[active, None]
+            weights = torch.softmax(self.effective("mix"), -1)  # (E, L)
+            h = torch.einsum("el,lnd,edh->enh", weights, x, self.params["w0"])
+        elif self.arch.hidden:
+            h = torch.bmm(x[self.layer], self.params["w0"])
+        else:  # narrow outputs: one matmul per input layer beats copying its clips per member
+            layers, counts = self.runs
+            h = torch.cat([torch.matmul(x[l], w)
+                           for l, w in zip(layers, self.params["w0"].split(counts))])
+        h = (h + self.params["b0"][:, None]) * scale
         for k in range(1, len(self.arch.hidden) + 1):
-            h = self._activate(h, k - 1, active)
-            h = torch.baddbmm(self.effective(f"b{k}")[active, None], h,
-                              self.effective(f"w{k}")[active])
+            h = self._activate(h, k - 1)
+            h = torch.baddbmm(self.params[f"b{k}"][:, None], h, self.params[f"w{k}"]) * scale
         return h
 
-    def _activate(self, h: torch.Tensor, k: int, active: torch.Tensor) -> torch.Tensor:
+    def _activate(self, h: torch.Tensor, k: int) -> torch.Tensor:
         if self.arch.batch_norm:
             e, n, width = h.shape
-            stats = [getattr(self, f"{s}{k}").view(-1, width) for s in ("mean", "var")]
-            running = [stat[active].flatten() for stat in stats]
-            flat = F.batch_norm(h.permute(1, 0, 2).reshape(n, e * width), *running,
-                                self.effective(f"g{k}")[active].flatten(),
-                                self.effective(f"h{k}")[active].flatten(),
+            flat = F.batch_norm(h.permute(1, 0, 2).reshape(n, e * width),
+                                getattr(self, f"mean{k}").view(-1),
+                                getattr(self, f"var{k}").view(-1),
+                                self.effective(f"g{k}").flatten(),
+                                self.effective(f"h{k}").flatten(),
                                 training=self.training, momentum=0.1)
-            if self.training:
-                for stat, updated in zip(stats, running):
-                    stat[active] = updated.view(-1, width)
             h = flat.reshape(n, e, width).permute(1, 0, 2)
         h = torch.relu(h)
         return F.dropout(h, self.arch.dropout, self.training) if self.arch.dropout else h
 
     @torch.no_grad()
     def apply_decay(self) -> None:
-        for p in self.params.values():
-            p.mul_(self.decay.view(-1, *[1] * (p.dim() - 1)))
+        if bool((self.decay != 1).any()):
+            for p in self.params.values():
+                p.mul_(self.decay.view(-1, *[1] * (p.dim() - 1)))
 
-    def state(self) -> dict[str, torch.Tensor]:
-        """Every member's effective parameters and batch-norm statistics, member first."""
-        state = {name: self.effective(name).detach().clone() for name in self.params}
-        for k, width in enumerate(self.arch.hidden if self.arch.batch_norm else []):
+    @torch.no_grad()
+    def keep(self, rows: torch.Tensor) -> None:
+        """Hold only these rows (members) from now on."""
+        for name, p in list(self.params.items()):
+            self.params[name] = torch.nn.Parameter(p[rows])
+        for name, buffer in list(self.named_buffers()):
+            setattr(self, name, buffer[rows])
+        self._find_runs()
+
+    def state(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The effective parameters and batch-norm statistics of these rows (default: all),
+        row first."""
+        rows = slice(None) if rows is None else rows
+        state = {name: self.effective(name)[rows].detach().clone() for name in self.params}
+        for k in range(len(self.arch.hidden) if self.arch.batch_norm else 0):
             for stat in ("mean", "var"):
-                state[f"{stat}{k}"] = getattr(self, f"{stat}{k}").view(-1, width).clone()
+                state[f"{stat}{k}"] = getattr(self, f"{stat}{k}")[rows].clone()
         return state
 
     @torch.no_grad()
@@ -140,7 +164,23 @@ class StackedProbe(torch.nn.Module):
             if name in self.params:
                 self.params[name].copy_(self._stored(value))
             else:
-                getattr(self, name).copy_(value.flatten())
+                getattr(self, name).copy_(value.view_as(getattr(self, name)))
+
+
+def _adam(model: StackedProbe) -> torch.optim.Adam:
+    return torch.optim.Adam(model.parameters(), lr=model.lr_ref, fused=True)
+
+
+def _drop_finished(model: StackedProbe, optimizer: torch.optim.Adam,
+                   rows: torch.Tensor) -> torch.optim.Adam:
+    """Keep only these rows of the model and of Adam's moments, so finished members cost no
+    more work."""
+    moments = [optimizer.state[p] for p in model.parameters()]
+    model.keep(rows)
+    optimizer = _adam(model)
+    for p, state in zip(model.parameters(), moments):
+        optimizer.state[p] = {k: v[rows] if v.dim() else v for k, v in state.items()}
+    return optimizer
 
 
 def member_state(state: dict[str, torch.Tensor], e: int) -> dict[str, torch.Tensor]:
@@ -174,50 +214,54 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     xt, xv = as_tensor(x_train), as_tensor(x_valid)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     yv = torch.as_tensor(y_valid, dtype=torch.long, device=device)
-    model = StackedProbe(members, arch, xt.shape[0], xt.shape[-1], n_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=model.lr_ref, foreach=True)
-    n_members, n_train = model.n_members, yt.shape[0]
+    build = lambda: StackedProbe(members, arch, xt.shape[0], xt.shape[-1],  # noqa: E731
+                                 n_classes).to(device)
+    model = build()
+    optimizer = _adam(model)
+    n_members, n_train = len(model.member), yt.shape[0]
     best_acc = torch.full((n_members,), -1.0, device=device)
     best_loss = torch.full((n_members,), math.inf, device=device)
     best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
     last_gain = torch.zeros(n_members, dtype=torch.long, device=device)
     best = model.state()
     gen = torch.Generator().manual_seed(members[0][0].seed)
-    active = torch.arange(n_members, device=device)
     for epoch in range(1, max_epochs + 1):
         model.train()
         for idx in torch.randperm(n_train, generator=gen).to(device).split(batch_size):
             if len(idx) < 2 and arch.batch_norm:
                 continue
-            logits = model(xt[:, idx], active)
-            loss = F.cross_entropy(logits.transpose(1, 2), yt[idx].expand(len(active), -1),
+            logits = model(xt[:, idx])
+            loss = F.cross_entropy(logits.transpose(1, 2), yt[idx].expand(len(logits), -1),
                                    reduction="none").mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             model.apply_decay()
             optimizer.step()
         model.eval()
+        ids = model.member
         with torch.no_grad():
-            logits = model(xv, active)
+            logits = model(xv)
             acc = (logits.argmax(-1) == yv).float().mean(1)
-            vloss = F.cross_entropy(logits.transpose(1, 2), yv.expand(len(active), -1),
+            vloss = F.cross_entropy(logits.transpose(1, 2), yv.expand(len(ids), -1),
                                     reduction="none").mean(1)
             # The checkpoint follows accuracy, ties going to the lower loss; patience counts
             # from the last gain in accuracy.
-            gained = acc > best_acc[active]
-            better = gained | ((acc == best_acc[active]) & (vloss < best_loss[active]))
-            improved = active[better]
-            best_acc[improved], best_loss[improved] = acc[better], vloss[better]
-            best_epoch[improved] = epoch
-            last_gain[active[gained]] = epoch
+            gained = acc > best_acc[ids]
+            better = gained | ((acc == best_acc[ids]) & (vloss < best_loss[ids]))
+            improved = better.nonzero().squeeze(1)
+            best_acc[ids[improved]], best_loss[ids[improved]] = acc[improved], vloss[improved]
+            best_epoch[ids[improved]] = epoch
+            last_gain[ids[gained]] = epoch
             if len(improved):
-                for name, value in model.state().items():
-                    best[name][improved] = value[improved]
-        # Members out of patience stop; their parameters drift no further into the results,
-        # since each keeps its best checkpoint.
-        active = active[(epoch - last_gain[active]) < patience]
-        if len(active) == 0:
+                for name, value in model.state(improved).items():
+                    best[name][ids[improved]] = value
+        # Members out of patience stop and leave the model; each keeps its best checkpoint.
+        going = (epoch - last_gain[ids]) < patience
+        if not going.any():
             break
+        if not going.all():
+            optimizer = _drop_finished(model, optimizer, going.nonzero().squeeze(1))
+    model = build()
     model.load(best)
     model.eval()
     with torch.no_grad():
