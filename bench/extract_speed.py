@@ -11,6 +11,7 @@ random weights:
 
     python bench/extract_speed.py [--clips 32] [--batch-size 16] [--device cpu|cuda]
                                   [--workers 1] [--dtype fp32|bf16|fp16]
+                                  [--resample auto|workers|device]
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def bare(paths: list[Path], encoder, device: torch.device, batch_size: int, dtyp
 
 
 def pipeline(paths: list[Path], encoder, out: Path, batch_size: int, workers: int,
-             device: str, precision: str) -> float:
+             device: str, precision: str, resample: str) -> float:
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
     start = time.perf_counter()
     extract(clips, encoder, out, attrs={}, batch_size=batch_size, num_workers=workers,
-            device=device, precision=precision)
+            device=device, precision=precision, resample=resample)
     return time.perf_counter() - start
 
 
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--resample", choices=["auto", "workers", "device"], default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -110,14 +112,14 @@ def main() -> None:
             "a naive loop (bs 1, fp32, last layer)": naive(paths, encoder, device),
             f"b bare forward (bs {args.batch_size}, {args.dtype}, all layers)":
                 bare(paths, encoder, device, args.batch_size, dtype),
-            f"c full pipeline (files -> store, {args.dtype})":
+            f"c full pipeline (files -> store, {args.dtype}, resample {args.resample})":
                 pipeline(paths, encoder, tmp / "store.h5", args.batch_size, args.workers,
-                         args.device, args.dtype),
+                         args.device, args.dtype, args.resample),
         }
     audio = args.clips * SECONDS
     print(f"{args.clips} clips of {SECONDS:.0f} s, HuBERT-base size, device {device}")
     for name, seconds in times.items():
-        print(f"{name:48s} {args.clips / seconds:8.2f} clips/s {audio / seconds:9.1f} audio-s/s")
+        print(f"{name:62s} {args.clips / seconds:8.2f} clips/s {audio / seconds:9.1f} audio-s/s")
     a, b, c = times.values()
     print(f"c/a = {a / c:.2f}   c/b = {b / c:.2f}")
 

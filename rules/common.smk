@@ -23,7 +23,7 @@ validate_config()
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 PROBES = list(config["probes"])
-SHARD_SIZE = config.get("extraction", {}).get("shard_size", 20000)
+SHARD_SIZE = config["extraction"]["shard_size"]
 
 
 wildcard_constraints:

@@ -32,12 +32,12 @@ rule extract_shard:
         mem_mb=8000,
         runtime=240,
     params:
-        extraction=config.get("extraction", {}),
+        extraction=config["extraction"],
         shard_size=SHARD_SIZE,
         pooling=lambda wildcards: lookup(
             dpath=f"models/{wildcards.model}/pooling",
             within=config,
-            default=config.get("extraction", {}).get("pooling", "mean"),
+            default=config["extraction"]["pooling"],
         ),
     script:
         "../scripts/extract.py"

@@ -18,6 +18,6 @@ rule probe:
         runtime=120,
     params:
         spec=lambda wildcards: lookup(dpath=f"probes/{wildcards.probe}", within=config),
-        protocol=config.get("protocol", {}),
+        protocol=config["protocol"],
     script:
         "../scripts/probe.py"

@@ -96,6 +96,29 @@ def windows_combine(encoder, tmp_path, seconds: float, frames: list[int]):
     np.testing.assert_allclose(whole[:, 0], expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("family", ["hubert", "hubert-masked"])
+def test_wav2vec2_inputs_equal_the_feature_extractor(family, normalize, tmp_path):
+    """The wav2vec2 extractor's steps, replayed in torch so they can run on the device, give
+    the extractor's own inputs (with a mask: padded batches; without: equal lengths)."""
+    architecture = TRANSFORMERS[family][0] if family in TRANSFORMERS else {
+        "model_type": "hubert", **TINY_W2V}
+    encoder = load_encoder(fetch(family, {"family": "transformers", "architecture": architecture,
+                                          "random_weights": True}, tmp_path / "models"))
+    encoder.extractor.do_normalize = normalize
+    lengths = [5000, 3100, 4200] if encoder.pads_exactly else [4200] * 3
+    gen = torch.Generator().manual_seed(0)
+    waves = [0.1 + 0.3 * torch.randn(n, generator=gen) for n in lengths]
+    ours = encoder.prepare(waves)
+    theirs = encoder.extractor([w.numpy() for w in waves], sampling_rate=encoder.sample_rate,
+                               padding=True, return_attention_mask=encoder.pads_exactly,
+                               return_tensors="pt")
+    assert encoder.prepares_on_device and sorted(ours) == sorted(theirs)
+    for key in ours:
+        assert ours[key].dtype == theirs[key].dtype
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", sorted(TRANSFORMERS))
 def test_transformers_family_is_exact_under_batching(family, tmp_path):
     arch, exact_padding = TRANSFORMERS[family]

@@ -47,6 +47,26 @@ def run(clips, encoder, out: Path, **kwargs) -> tuple[np.ndarray, pd.DataFrame, 
     return np.stack([store.layer(i) for i in range(store.n_layers)]), store.meta, rejected
 
 
+@pytest.mark.parametrize("family", ["logmel", *sorted(FAMILIES)])
+def test_resampling_on_the_device_equals_resampling_in_workers(family, tmp_path):
+    """Waves sent to the device at their own rates (through a worker process) and resampled
+    there give the features of waves resampled in the workers."""
+    spec = ({"family": "logmel"} if family == "logmel" else
+            {"family": "transformers", "architecture": FAMILIES[family], "random_weights": True})
+    encoder = load_encoder(fetch(family, spec, tmp_path / "models"))
+    assert encoder.prepares_on_device
+    clips = clips_frame([write(tmp_path / f"c{i}.wav", s, sr=sr, seed=i) for i, (s, sr) in
+                         enumerate([(1.3, 44100), (0.7, 8000), (1.3, 22050), (1.0, 16000)])])
+    workers, _, _ = run(clips, encoder, tmp_path / "workers.h5", resample="workers")
+    rejected = extract(clips, encoder, tmp_path / "device.h5", attrs={}, num_workers=1,
+                       resample="device")
+    store = open_store(tmp_path / "device.h5")
+    device = np.stack([store.layer(i) for i in range(store.n_layers)])
+    assert rejected.empty and device.shape == workers.shape == (encoder.n_layers, 4, device.shape[2])
+    np.testing.assert_allclose(device, workers, rtol=1e-5, atol=1e-6)
+    assert np.abs(workers).max() > 0
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_clip_alone_equals_clip_in_mixed_length_batch(family, tmp_path):
     card = fetch(family, {"family": "transformers", "architecture": FAMILIES[family],

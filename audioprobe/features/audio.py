@@ -7,7 +7,7 @@ import math
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio.transforms as T
 
 from audioprobe.errors import AudioError
 
@@ -50,8 +50,9 @@ def resampled_length(n: int, orig_sr: int, new_sr: int) -> int:
     return -(-(new_sr // g) * n // (orig_sr // g))
 
 
-def load(path: str, first: int, last: int, target_sr: int) -> torch.Tensor:
-    """Decode frames [first, last) to a mono float32 tensor at ``target_sr``; AudioError if unusable."""
+def decode(path: str, first: int, last: int) -> tuple[torch.Tensor, int]:
+    """Decode frames [first, last) to a mono float32 tensor; return it and its sample rate.
+    AudioError if unusable."""
     try:
         data, sr = sf.read(path, start=first, stop=last, dtype="float32", always_2d=True)
     except Exception as exc:
@@ -60,7 +61,19 @@ def load(path: str, first: int, last: int, target_sr: int) -> torch.Tensor:
         raise AudioError("empty clip (no samples in the file or segment)")
     if not np.isfinite(data).all():
         raise AudioError("non-finite samples (NaN or infinity)")
-    wave = torch.from_numpy(data.mean(axis=1))
-    if sr != target_sr:
-        wave = AF.resample(wave, sr, target_sr)
-    return wave
+    return torch.from_numpy(data.mean(axis=1)), sr
+
+
+class Resampler:
+    """torchaudio's resampling to one rate on one device, with a kernel cached per source rate."""
+
+    def __init__(self, rate: int, device: torch.device | str = "cpu") -> None:
+        self.rate, self.device = rate, torch.device(device)
+        self.kernels: dict[int, T.Resample] = {}
+
+    def __call__(self, wave: torch.Tensor, rate: int) -> torch.Tensor:
+        if rate == self.rate:
+            return wave
+        if rate not in self.kernels:
+            self.kernels[rate] = T.Resample(rate, self.rate).to(self.device)
+        return self.kernels[rate](wave)

@@ -4,9 +4,11 @@ An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padd
 ``pads_exactly`` (True when padding a clip inside a batch leaves its frames unchanged, i.e. the
 model takes an attention mask or always sees fixed-length input), ``n_layers``, optionally
 ``max_seconds`` (the longest window the model takes whole; extraction windows longer clips at
-the smaller of this and its configured ``max_seconds``), ``prepare`` (runs in DataLoader
-workers, on the CPU) and ``__call__`` (runs on the device) returning a list of (batch, frames,
-dim) tensors, one per layer, and the number of valid frames of each clip.
+the smaller of this and its configured ``max_seconds``), ``prepare`` (turns waves at the model's
+rate into the model's inputs; ``prepares_on_device`` says whether it is made of torch operations
+that run wherever the waves are, so that resampling and preparation can move to the GPU; if not,
+both run in the DataLoader workers) and ``__call__`` (runs on the device) returning a list of
+(batch, frames, dim) tensors, one per layer, and the number of valid frames of each clip.
 
 Families (``family`` in the config, ``load_encoder`` below):
 
@@ -44,6 +46,7 @@ class LogMelEncoder:
     """Weight-free baseline: log-mel spectrogram frames as a single "layer"."""
 
     pads_exactly = False
+    prepares_on_device = True
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64) -> None:
         self.sample_rate = sample_rate
@@ -95,7 +98,7 @@ class TransformersEncoder:
     hubert, wav2vec2, wavlm, data2vec-audio and the like."""
 
     def __init__(self, folder: str | Path) -> None:
-        from transformers import AutoFeatureExtractor, AutoModel
+        from transformers import AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
 
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).eval()
@@ -103,16 +106,27 @@ class TransformersEncoder:
         self.pads_exactly = masks_exactly(self.model.config, self.extractor)
         self.min_samples = 400
         self.n_layers = self.model.config.num_hidden_layers + 1
+        # The wav2vec2 extractor (hubert, wavlm, data2vec-audio, ...) only normalises and pads:
+        # its steps are replayed with torch operations, on the device (tests/test_encoders.py
+        # checks them against the extractor). Other extractors run as they are, in the workers.
+        self.prepares_on_device = isinstance(self.extractor, Wav2Vec2FeatureExtractor)
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        inputs = self.extractor(
-            [w.numpy() for w in waves],
-            sampling_rate=self.sample_rate,
-            padding=True,
-            return_attention_mask=self.pads_exactly,
-            return_tensors="pt",
-        )
-        return dict(inputs)
+        if not self.prepares_on_device:
+            return dict(self.extractor([w.cpu().numpy() for w in waves],
+                                       sampling_rate=self.sample_rate, padding=True,
+                                       return_attention_mask=self.pads_exactly,
+                                       return_tensors="pt"))
+        if self.extractor.do_normalize:  # zero mean, unit variance over each clip's own samples
+            waves = [(w - w.mean()) / torch.sqrt(w.var(correction=0) + 1e-7) for w in waves]
+        values = torch.nn.utils.rnn.pad_sequence(
+            waves, batch_first=True, padding_value=self.extractor.padding_value)
+        inputs = {"input_values": values}
+        if self.pads_exactly:
+            lengths = torch.tensor([w.numel() for w in waves], device=values.device)
+            inputs["attention_mask"] = (torch.arange(values.shape[1], device=values.device)
+                                        < lengths[:, None]).int()
+        return inputs
 
     def to(self, device: torch.device) -> "TransformersEncoder":
         self.model = self.model.to(device)
@@ -138,6 +152,7 @@ class WhisperEncoder:
     """
 
     pads_exactly = True
+    prepares_on_device = False
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
@@ -159,7 +174,7 @@ class WhisperEncoder:
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs = self.extractor(
-            [w.numpy() for w in waves], sampling_rate=self.sample_rate, padding="max_length",
+            [w.cpu().numpy() for w in waves], sampling_rate=self.sample_rate, padding="max_length",
             truncation=True, return_attention_mask=False, return_tensors="pt")
         return {"input_features": inputs["input_features"]}
 
@@ -193,6 +208,7 @@ class ASTEncoder:
     """
 
     pads_exactly = True
+    prepares_on_device = False
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
@@ -205,7 +221,7 @@ class ASTEncoder:
         self.n_layers = int(self.model.config.num_hidden_layers) + 1
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        inputs = self.extractor([w.numpy() for w in waves], sampling_rate=self.sample_rate,
+        inputs = self.extractor([w.cpu().numpy() for w in waves], sampling_rate=self.sample_rate,
                                 return_tensors="pt")
         return {"input_values": inputs["input_values"]}
 
@@ -281,6 +297,7 @@ class TorchaudioEncoder:
         # torchaudio's WavLM attention takes no padding mask (it asserts there is none)
         self.pads_exactly = (params["extractor_mode"] == "layer_norm"
                              and bundle_._model_type != "WavLM")
+        self.prepares_on_device = True
         self.min_samples = 400
         self.n_layers = int(params["encoder_num_layers"])
 
@@ -377,6 +394,7 @@ class PannsEncoder:
     """
 
     pads_exactly = False
+    prepares_on_device = True
 
     def __init__(self, sample_rate: int = 32000, path: str | None = None,
                  random_weights: bool = False, seed: int = 0, classes_num: int = 527) -> None:
@@ -400,7 +418,7 @@ class PannsEncoder:
         self.n_layers = PANNS_LAYERS
 
     def __getstate__(self) -> dict:
-        # DataLoader workers only run prepare(); the model's class lives in a private package
+        # DataLoader workers only decode and prepare; the model's class lives in a private package
         # that a spawned worker could not import, so it is not sent to them.
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 

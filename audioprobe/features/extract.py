@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -77,31 +78,63 @@ def make_batches(items: list[Item], batch_size: int, pads_exactly: bool) -> list
     return batches
 
 
-class BatchDecoder(Dataset):
-    """Decodes one whole batch per index (in a worker) and prepares the encoder's inputs."""
+@dataclass
+class Decoded:
+    """One batch out of a worker: its clips' windows and rejects, and either the encoder's
+    inputs (resampled and prepared in the worker) or the decoded waves at their own rates."""
 
-    def __init__(self, batches: list[list[Item]], paths: list[str], encoder) -> None:
-        self.batches, self.paths, self.encoder = batches, paths, encoder
+    kept: list[Item]
+    rejects: dict[int, str]
+    inputs: dict[str, torch.Tensor] | None = None
+    lengths: torch.Tensor | None = None
+    waves: list[torch.Tensor] = field(default_factory=list)
+    rates: list[int] = field(default_factory=list)
+
+    def pin_memory(self) -> "Decoded":
+        """Page-locked tensors, for fast non-blocking copies to the GPU (DataLoader calls it)."""
+        pin = lambda t: t.pin_memory()  # noqa: E731
+        return replace(self, inputs=self.inputs and {k: pin(v) for k, v in self.inputs.items()},
+                       waves=[pin(w) for w in self.waves])
+
+
+def encoder_inputs(encoder, waves: list[torch.Tensor], items: list[Item]
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pad each wave (at the model's rate) to its window's length and prepare the encoder's
+    inputs; return them and the waves' lengths."""
+    waves = [F.pad(w, (0, it.length - w.numel())) if w.numel() < it.length else w
+             for w, it in zip(waves, items)]
+    lengths = torch.tensor([w.numel() for w in waves], dtype=torch.long)
+    return encoder.prepare(waves), lengths
+
+
+class BatchDecoder(Dataset):
+    """Decodes one whole batch per index (in a worker); unless resampling is left to the device,
+    also resamples it and prepares the encoder's inputs."""
+
+    def __init__(self, batches: list[list[Item]], paths: list[str], encoder,
+                 on_device: bool) -> None:
+        self.batches, self.paths, self.encoder, self.on_device = batches, paths, encoder, on_device
+        self.resample = audio.Resampler(encoder.sample_rate)
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, index: int):
-        waves, kept, rejects = [], [], {}
+    def __getitem__(self, index: int) -> Decoded:
+        batch = Decoded(kept=[], rejects={})
         for item in self.batches[index]:
             try:
-                wave = audio.load(self.paths[item.clip], item.first, item.last,
-                                  self.encoder.sample_rate)
+                wave, rate = audio.decode(self.paths[item.clip], item.first, item.last)
             except AudioError as exc:
-                rejects[item.clip] = str(exc)
+                batch.rejects[item.clip] = str(exc)
                 continue
-            if wave.numel() < item.length:
-                wave = torch.nn.functional.pad(wave, (0, item.length - wave.numel()))
-            waves.append(wave)
-            kept.append(item)
-        inputs = self.encoder.prepare(waves) if waves else {}
-        lengths = torch.tensor([w.numel() for w in waves], dtype=torch.long)
-        return kept, lengths, inputs, rejects
+            batch.kept.append(item)
+            batch.waves.append(wave)
+            batch.rates.append(rate)
+        if not self.on_device and batch.kept:
+            waves = [self.resample(w, r) for w, r in zip(batch.waves, batch.rates)]
+            batch.inputs, batch.lengths = encoder_inputs(self.encoder, waves, batch.kept)
+            batch.waves, batch.rates = [], []
+        return batch
 
 
 def pool_stats(layers: list[torch.Tensor], frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -131,10 +164,13 @@ def pooled(total: np.ndarray, squares: np.ndarray, peak: np.ndarray, count: np.n
 def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size: int = 16,
             pooling: str = "mean", num_workers: int = 2, device: str = "auto",
             bad_audio: str = "skip", max_seconds: float = 30.0,
-            precision: str = "fp32") -> pd.DataFrame:
+            precision: str = "fp32", resample: str = "auto") -> pd.DataFrame:
     """Extract pooled features of every layer for ``clips`` into the store ``out``.
 
     ``precision`` "bf16" or "fp16" runs the encoder under autocast; pooling stays in fp32.
+    ``resample`` "workers" resamples (and prepares the encoder's inputs) in the DataLoader
+    workers, "device" on the device, "auto" on a GPU when the encoder prepares its inputs with
+    torch operations (``prepares_on_device``), otherwise in the workers.
 
     Returns the rejected clips (clip_id, path, reason); with ``bad_audio="fail"`` the first
     unusable clip raises AudioError instead.
@@ -142,6 +178,11 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     encoder.to(dev)
+    if precision == "fp32":  # fp32 convolutions on the GPU too, not cuDNN's default TF32
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    on_device = resample == "device" or (resample == "auto" and dev.type == "cuda"
+                                         and encoder.prepares_on_device)
+    resampler = audio.Resampler(encoder.sample_rate, dev)
     # Models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length.
     max_seconds = min(max_seconds, getattr(encoder, "max_seconds", math.inf))
     items, rejects, durations, padded = plan_items(
@@ -149,7 +190,7 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     _check_rejects(rejects, clips, bad_audio)
     batches = make_batches(items, batch_size, encoder.pads_exactly)
     windows = np.bincount([it.clip for it in items], minlength=len(clips))
-    loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder), batch_size=None,
+    loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device), batch_size=None,
                         num_workers=num_workers, pin_memory=dev.type == "cuda",
                         prefetch_factor=4 if num_workers else None)
     partial = out.with_name(out.name + ".partial")
@@ -160,13 +201,20 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     started, audio_seconds = time.perf_counter(), 0.0
     bar = tqdm(total=len(items), unit="win", desc=f"extract {out.stem}", mininterval=2)
     with h5py.File(partial, "w") as f:
-        for kept, lengths, inputs, batch_rejects in loader:
-            for clip, reason in batch_rejects.items():
+        for batch in loader:
+            for clip, reason in batch.rejects.items():
                 rejects.setdefault(clip, reason)
-            _check_rejects(batch_rejects, clips, bad_audio)
-            bar.update(len(kept) + len(batch_rejects))
+            _check_rejects(batch.rejects, clips, bad_audio)
+            kept = batch.kept
+            bar.update(len(kept) + len(batch.rejects))
             if not kept:
                 continue
+            if on_device:
+                waves = [resampler(w.to(dev, non_blocking=True), r)
+                         for w, r in zip(batch.waves, batch.rates)]
+                inputs, lengths = encoder_inputs(encoder, waves, kept)
+            else:
+                inputs, lengths = batch.inputs, batch.lengths
             inputs = {k: v.to(dev, non_blocking=True) for k, v in inputs.items()}
             with torch.autocast(dev.type, dtype=AUTOCAST.get(precision),
                                 enabled=precision in AUTOCAST):
