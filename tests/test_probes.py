@@ -15,6 +15,7 @@ from audioprobe.features.store import open_store
 from audioprobe.probes.metrics import scores
 from audioprobe.probes.run import probe_store
 from audioprobe.probes.splits import rounds
+from audioprobe.probes.train import Architecture, Member, fit_predict
 from audioprobe.tables import summarize
 
 PROTOCOL = {"seeds": 2, "learning_rates": [0.001, 0.01], "weight_decays": [0.0, 0.01],
@@ -149,3 +150,26 @@ def test_icbhi_scores_by_hand():
     assert got["specificity"] == pytest.approx(3 / 4)
     assert got["sensitivity"] == pytest.approx(2 / 4)
     assert got["icbhi_score"] == pytest.approx((3 / 4 + 2 / 4) / 2)
+
+
+@pytest.mark.parametrize("hidden", [[], [32], [16, 16]])
+def test_a_probe_trains_the_same_alone_and_stacked(problem, hidden):
+    """Stacking, per-member learning rates and dropping finished members change nothing: each
+    member's stopping epoch, validation scores and test probabilities equal its own run alone."""
+    features, labels, _ = problem
+    y = np.unique(labels, return_inverse=True)[1]
+    x = (features - features.mean(1, keepdims=True)) / features.std(1, keepdims=True)
+    train, valid, test = np.arange(0, 120), np.arange(120, 160), np.arange(160, 200)
+    # One seed: a stack shares its first member's batch order, which a lone run would not.
+    grid = [[Member(lr, wd, 0) for lr, wd in [(0.01, 0.0), (0.001, 0.1)]] for _ in range(2)]
+    fit = lambda members, layers: fit_predict(  # noqa: E731
+        x[layers][:, train], y[train], x[layers][:, valid], y[valid], x[layers][:, test], 4,
+        Architecture(hidden=hidden), members, max_epochs=40, patience=3, batch_size=32,
+        device=torch.device("cpu"))
+    stacked = fit(grid, [0, 1])
+    assert len(set(stacked.epochs.tolist())) > 1  # members stopped at different epochs
+    for e, (layer, member) in enumerate((l, m) for l, group in enumerate(grid) for m in group):
+        alone = fit([[member]], [layer])
+        assert stacked.epochs[e] == alone.epochs[0]
+        assert stacked.val_accuracy[e] == alone.val_accuracy[0]
+        np.testing.assert_allclose(stacked.test_proba[e], alone.test_proba[0], atol=1e-5)

@@ -3,7 +3,7 @@
 For each layer (or, for the weighted probe, all layers at once) and evaluation round: the scaler
 is fitted on the training clips only; the grid (learning rate x weight decay) is trained with
 seed 0 and the grid point with the best validation accuracy is chosen; further seeds repeat that
-grid point. Each run keeps its epoch with the best validation accuracy, and only that checkpoint
+grid point, one stack per seed. Each run keeps its epoch with the best validation accuracy, and only that checkpoint
 predicts the test clips. The best layer is the one with the highest mean validation
 accuracy, never test accuracy.
 """
@@ -82,16 +82,15 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: st
                                                  rnd.test)
             data = dict(x_train=xt, y_train=y[rnd.train], x_valid=xv, y_valid=y[rnd.valid],
                         x_test=xs)
-            # The grid is searched with seed 0; further seeds repeat each layer's chosen point.
+            # The grid is searched with seed 0; each further seed repeats every layer's chosen
+            # point in a stack of its own, so a seed sets both initialisation and batch order.
             search = train(members=[[Member(lr, wd, 0) for lr, wd in grid] for _ in names],
                            **data)
             chosen = [_choose(search, g * len(grid), len(grid)) for g in range(len(names))]
-            results = [(search, g * len(grid) + c, 0) for g, c in enumerate(chosen)]
-            if n_seeds > 1:
-                repeats = train(members=[[Member(*grid[c], s) for s in range(1, n_seeds)]
-                                         for c in chosen], **data)
-                results += [(repeats, g * (n_seeds - 1) + s - 1, s)
-                            for g in range(len(names)) for s in range(1, n_seeds)]
+            results = [(search, g * len(grid) + c, g, 0) for g, c in enumerate(chosen)]
+            for seed in range(1, n_seeds):
+                repeats = train(members=[[Member(*grid[c], seed)] for c in chosen], **data)
+                results += [(repeats, g, g, seed) for g in range(len(names))]
             for g, layer in enumerate(names):
                 mean = np.stack([s.mean_ for s in scalers])
                 scale = np.stack([s.scale_ for s in scalers])
@@ -100,8 +99,7 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: st
                     "state": member_state(search.state, g * len(grid) + chosen[g]),
                     "mean": torch.from_numpy(mean[keep]), "scale": torch.from_numpy(scale[keep]),
                 }
-            for fit, e, seed in results:
-                g = e // (len(grid) if fit is search else max(n_seeds - 1, 1))
+            for fit, e, g, seed in results:
                 lr, wd = grid[chosen[g]]
                 test_proba[names[g], rnd.name, seed] = (rnd.test, fit.test_proba[e])
                 runs.append({

@@ -108,9 +108,10 @@ class StackedProbe(torch.nn.Module):
         if self.arch.weighted:
             weights = torch.softmax(self.effective("mix"), -1)  # (E, L)
             h = torch.einsum("el,lnd,edh->enh", weights, x, self.params["w0"])
-        elif self.arch.hidden:
+        elif self.arch.hidden and torch.is_grad_enabled():
             h = torch.bmm(x[self.layer], self.params["w0"])
-        else:  # narrow outputs: one matmul per input layer beats copying its clips per member
+        else:  # one matmul per input layer saves copying its clips for every member, except
+            # where that copy is what a wide layer's weight gradient is computed from
             layers, counts = self.runs
             h = torch.cat([torch.matmul(x[l], w)
                            for l, w in zip(layers, self.params["w0"].split(counts))])
@@ -152,7 +153,9 @@ class StackedProbe(torch.nn.Module):
         """The effective parameters and batch-norm statistics of these rows (default: all),
         row first."""
         rows = slice(None) if rows is None else rows
-        state = {name: self.effective(name)[rows].detach().clone() for name in self.params}
+        scale = self.scale[rows]
+        state = {name: (p[rows] * scale.view(-1, *[1] * (p.dim() - 1))).detach()
+                 for name, p in self.params.items()}
         for k in range(len(self.arch.hidden) if self.arch.batch_norm else 0):
             for stat in ("mean", "var"):
                 state[f"{stat}{k}"] = getattr(self, f"{stat}{k}")[rows].clone()
@@ -208,6 +211,8 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     and predict the test clips with it. Members are ordered layer by layer (``members[l]``).
 
     The test features are used only for the final prediction of each selected checkpoint.
+    Batch order and dropout follow the first member's seed, so a stack of one seed trains each
+    member exactly as it would train alone.
     """
     torch.manual_seed(members[0][0].seed)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
