@@ -4,7 +4,8 @@ Every probe of a round is one slice of one stacked model: each layer's grid poin
 rate x weight decay) or seeds, all trained together in large batches with Adam and early-stopped
 on validation accuracy. Members that run out of patience leave the model (their parameters and
 Adam moments are dropped), so the work follows the members still learning. No Python loop runs
-per sample or per grid point; a linear probe issues one matmul per input layer, which is
+per sample or per grid point; forwards that need no weight gradient of a wide first layer (a
+linear probe's, and every validation or test forward) issue one matmul per input layer, which is
 cheaper than copying each layer's clips once per member.
 
 Per-member learning rates use Adam's invariance to gradient scale: member e's weights are stored
@@ -149,12 +150,13 @@ class StackedProbe(torch.nn.Module):
             setattr(self, name, buffer[rows])
         self._find_runs()
 
+    @torch.no_grad()
     def state(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The effective parameters and batch-norm statistics of these rows (default: all),
         row first."""
         rows = slice(None) if rows is None else rows
         scale = self.scale[rows]
-        state = {name: (p[rows] * scale.view(-1, *[1] * (p.dim() - 1))).detach()
+        state = {name: p[rows] * scale.view(-1, *[1] * (p.dim() - 1))
                  for name, p in self.params.items()}
         for k in range(len(self.arch.hidden) if self.arch.batch_norm else 0):
             for stat in ("mean", "var"):
