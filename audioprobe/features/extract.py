@@ -1,5 +1,6 @@
-"""Extraction: decode clips in DataLoader workers, run the encoder in batches on the device, pool
-every layer on the device in the same pass, and write the feature store.
+"""Extraction: decode clips in DataLoader workers, resample them there or on the device, run the
+encoder in batches on the device, pool every layer on the device in the same pass, and write the
+feature store.
 
 Exactness: a model that takes no attention mask (HuBERT base, wav2vec2 base, log-mel with its
 centred frames) sees padding, so its batches hold clips of one length only; a model with an
@@ -190,8 +191,8 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     _check_rejects(rejects, clips, bad_audio)
     batches = make_batches(items, batch_size, encoder.pads_exactly)
     windows = np.bincount([it.clip for it in items], minlength=len(clips))
-    loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device), batch_size=None,
-                        num_workers=num_workers, pin_memory=dev.type == "cuda",
+    loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device),
+                        batch_size=None, num_workers=num_workers, pin_memory=dev.type == "cuda",
                         prefetch_factor=4 if num_workers else None)
     partial = out.with_name(out.name + ".partial")
     n = len(clips)
