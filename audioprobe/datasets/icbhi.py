@@ -54,7 +54,7 @@ def build(root: Path, task: str = "cycles", patient_disjoint: bool = True) -> pd
         raise ValueError(f"icbhi: unknown task {task!r}; expected one of {TASKS}")
     recordings = root / SUBFOLDER if (root / SUBFOLDER).is_dir() else root
     split_file = _find(root, recordings, SPLIT_FILE)
-    split = _read_split(split_file)
+    split = _read_pairs(split_file, ("train", "test"), "'<recording>\\t<train|test>'")
     _require_recordings(recordings, split, split_file)
     split, notes = _patient_disjoint(split) if patient_disjoint else (split, [])
     if task == "cycles":
@@ -78,17 +78,18 @@ def _find(root: Path, recordings: Path, name: str) -> Path:
     raise LayoutError(f"ICBHI: metadata file not found: {root / name}")
 
 
-def _read_split(path: Path) -> dict[str, str]:
-    split = {}
+def _read_pairs(path: Path, values: tuple[str, ...], expected: str) -> dict[str, str]:
+    """A two-column whitespace-separated file as {first: second}, the second one of ``values``;
+    LayoutError naming the line otherwise (``expected`` describes a good line)."""
+    pairs = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 2 or fields[1] not in ("train", "test"):
-            raise LayoutError(f"{path}, line {number}: expected '<recording>\\t<train|test>', "
-                              f"got {line!r}")
-        split[fields[0]] = fields[1]
-    return split
+        if len(fields) != 2 or fields[1] not in values:
+            raise LayoutError(f"{path}, line {number}: expected {expected}, got {line!r}")
+        pairs[fields[0]] = fields[1]
+    return pairs
 
 
 def _require_recordings(folder: Path, split: dict[str, str], split_file: Path) -> None:
@@ -167,7 +168,8 @@ def _read_cycles(txt: Path) -> list[tuple[float, float, str]]:
 
 
 def _recordings(folder: Path, split: dict[str, str], diagnosis_file: Path) -> list[dict]:
-    diagnosis = _read_diagnosis(diagnosis_file)
+    diagnosis = _read_pairs(diagnosis_file, DIAGNOSES,
+                           f"'<patient>\\t<diagnosis>' with a diagnosis in {DIAGNOSES}")
     rows = []
     for stem, side in split.items():
         patient = patient_of(stem)
@@ -184,16 +186,3 @@ def _recordings(folder: Path, split: dict[str, str], diagnosis_file: Path) -> li
             }
         )
     return rows
-
-
-def _read_diagnosis(path: Path) -> dict[str, str]:
-    diagnosis = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2 or fields[1] not in DIAGNOSES:
-            raise LayoutError(f"{path}, line {number}: expected '<patient>\\t<diagnosis>' with a "
-                              f"diagnosis in {DIAGNOSES}, got {line!r}")
-        diagnosis[fields[0]] = fields[1]
-    return diagnosis
