@@ -20,10 +20,12 @@ localrules:
     download_dataset,
     fetch_model,
     summary,
+    comparisons,
 
 
 rule all:
     default_target: True
     input:
         "results/tables/summary.csv",
+        "results/tables/comparisons.csv",
         "results/report/report.html",
