@@ -20,7 +20,6 @@ localrules:
     download_dataset,
     fetch_model,
     summary,
-    comparisons,
 
 
 rule all:
