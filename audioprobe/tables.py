@@ -36,7 +36,7 @@ def headline_metric(manifest: pd.DataFrame) -> str:
     return "balanced_accuracy" if counts.max() > IMBALANCE * counts.min() else "accuracy"
 
 
-def test_groups(manifest: pd.DataFrame) -> pd.Series:
+def clip_groups(manifest: pd.DataFrame) -> pd.Series:
     """The group (speaker, patient, recording...) of every clip, by clip id."""
     return manifest.assign(clip_id=manifest["clip_id"].astype(str)).set_index("clip_id")["group"]
 
@@ -273,4 +273,4 @@ def read_inputs(runs: list[str], predictions: list[str], manifests: list[str]
                                         na_values={"fold": [""]})
               for p in manifests}
     return table, by_case, {"headline": {d: headline_metric(m) for d, m in frames.items()},
-                            "groups": {d: test_groups(m) for d, m in frames.items()}}
+                            "groups": {d: clip_groups(m) for d, m in frames.items()}}

@@ -256,9 +256,9 @@ for dataset in run.datasets:
 # %% [markdown]
 # ## Across tasks
 #
-# Test accuracy (mean over rounds, seeds averaged first) of every layer on every dataset, one heatmap per model;
-# rows are dataset and probe. A task whose best layer sits early or in the middle of the network
-# says where the information the task needs lives.
+# Test accuracy (descriptive: mean over rounds, seeds averaged first) of every layer on every
+# dataset, one heatmap per model; rows are dataset and probe. A task whose best layer sits early
+# or in the middle of the network says where the information the task needs lives.
 
 # %%
 for model in run.models:

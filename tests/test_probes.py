@@ -265,8 +265,8 @@ def test_a_probe_trains_the_same_alone_and_stacked(problem, hidden, dropout):
     grid = [[Member(lr, wd, 0) for lr, wd in [(0.01, 0.0), (0.001, 0.1)]] for _ in range(2)]
     fit = lambda members, layers: fit_predict(  # noqa: E731
         x[layers][:, train], y[train], x[layers][:, valid], y[valid], x[layers][:, test], 4,
-        Architecture(hidden=hidden, dropout=dropout), members, max_epochs=40, patience=3, batch_size=32,
-        device=torch.device("cpu"))
+        Architecture(hidden=hidden, dropout=dropout), members, max_epochs=40, patience=3,
+        batch_size=32, device=torch.device("cpu"))
     stacked = fit(grid, [0, 1])
     assert len(set(stacked.epochs.tolist())) > 1  # members stopped at different epochs
     for e, (layer, member) in enumerate((l, m) for l, group in enumerate(grid) for m in group):
