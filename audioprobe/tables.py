@@ -148,9 +148,18 @@ def resampled_scores(predictions: pd.DataFrame, group_codes: np.ndarray, n_group
     return {m: np.mean([s[m] for s in per_seed], axis=0) for m in per_seed[0]}
 
 
+def _group_of(predictions: pd.DataFrame, groups: pd.Series) -> np.ndarray:
+    """The group of every prediction row; a clip missing from the manifest stops with its id."""
+    names = groups.reindex(predictions["clip_id"].astype(str))
+    if names.isna().any():
+        raise ValueError(f"test clip {names[names.isna()].index[0]!r} of the predictions is not "
+                         "in the dataset's manifest")
+    return names.to_numpy()
+
+
 def _codes(predictions: pd.DataFrame, groups: pd.Series) -> tuple[np.ndarray, int]:
     """The group number of every prediction row, and the number of groups."""
-    codes, uniques = pd.factorize(groups.loc[predictions["clip_id"].astype(str)].to_numpy())
+    codes, uniques = pd.factorize(_group_of(predictions, groups))
     return codes, len(uniques)
 
 
@@ -246,13 +255,13 @@ def _paired_bootstrap(pred_a: pd.DataFrame, pred_b: pd.DataFrame, groups: pd.Ser
     common = set(pred_a["clip_id"].astype(str)) & set(pred_b["clip_id"].astype(str))
     pred_a, pred_b = (p[p["clip_id"].astype(str).isin(common)].reset_index(drop=True)
                       for p in (pred_a, pred_b))
-    names = groups.loc[sorted(common)].unique()
+    names = pd.unique(_group_of(pred_a, groups))
     index = pd.Series(np.arange(len(names)), index=names)
     resamples = statistics.group_resamples(len(names))
     observed = np.ones((1, len(names)))
     point, samples = [], []
     for pred in (pred_a, pred_b):
-        codes = index.loc[groups.loc[pred["clip_id"].astype(str)].to_numpy()].to_numpy()
+        codes = index.loc[_group_of(pred, groups)].to_numpy()
         point.append(float(resampled_scores(pred, codes, len(names), observed)[metric][0]))
         samples.append(resampled_scores(pred, codes, len(names), resamples)[metric])
     estimate = statistics.bootstrap(point[0] - point[1], samples[0] - samples[1])

@@ -208,3 +208,14 @@ def test_headline_metric_is_balanced_accuracy_for_imbalanced_test_sets():
     split = pd.DataFrame({"label": list("aaaabbbbbaab"), "fold": np.nan,
                           "split": ["test"] * 6 + ["train"] * 6})
     assert headline_metric(split) == "balanced_accuracy"  # test: a 4, b 2
+
+
+def test_a_prediction_of_a_clip_missing_from_the_manifest_is_named():
+    rng = np.random.default_rng(0)
+    table = predictions_table(np.ones(4, dtype=bool), np.arange(4), rng)
+    runs = pd.DataFrame([{"dataset": "d", "model": "m", "probe": "linear", "layer": 0, "fold": 1,
+                          "seed": 0, "val_accuracy": 1.0, "accuracy": 1.0, "n_train": 8,
+                          "n_test": 4, "chosen": True}])
+    groups = {"d": pd.Series(["g0", "g1", "g2"], index=["c0", "c1", "c2"])}
+    with pytest.raises(ValueError, match="test clip 'c3' of the predictions is not in"):
+        summarize(runs, predictions={("d", "m", "linear"): table}, groups=groups)
