@@ -80,7 +80,8 @@ SOFTWARE = ["audioprobe", "torch", "torchaudio", "transformers", "scikit-learn",
 
 @dataclass
 class Run:
-    """One workflow run's outputs, keyed by dataset, model and probe."""
+    """One workflow run's outputs, keyed by dataset, model and probe: ``summary`` the headline
+    table, ``layers`` the descriptive per-layer curves."""
 
     summary: pd.DataFrame
     config: dict
@@ -92,6 +93,7 @@ class Run:
     benchmarks: list[Path]
     references: pd.DataFrame
     figures: Path | None
+    layers: pd.DataFrame = field(default_factory=pd.DataFrame)
     _stores: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -118,10 +120,9 @@ def load(environ: dict | None = None) -> Run:
     """Read the report inputs named in ``AUDIOPROBE_REPORT_INPUTS``."""
     spec = json.loads((environ or os.environ)[INPUTS_VARIABLE])
     paths, config = spec["paths"], spec["config"]
-    summary = pd.read_csv(paths["summary"])
-    summary["selected"] = summary["selected"].astype(bool)
     return Run(
-        summary=summary,
+        summary=pd.read_csv(paths["summary"]),
+        layers=pd.read_csv(paths["layers"]),
         config=config,
         predictions={(Path(p).parts[-3], Path(p).parts[-2], Path(p).stem): Path(p)
                      for p in paths["predictions"]},
@@ -156,16 +157,21 @@ def mean_std(mean: float, std: float) -> str:
     return f"{sig(mean)} ± {sig(std)}"
 
 
-def interval(mean: float, half_width: float) -> str:
-    """A 95% confidence interval from its centre and half-width."""
-    if not math.isfinite(half_width):
+def interval(low: float, high: float) -> str:
+    """A confidence interval from its bounds."""
+    if not (math.isfinite(low) and math.isfinite(high)):
         return "–"
-    return f"[{sig(mean - half_width)}, {sig(mean + half_width)}]"
+    return f"[{sig(low)}, {sig(high)}]"
 
 
 def layer_name(layer: int) -> str:
     """A layer number, or "all" for the weighted probe's rows."""
     return "all" if layer == ALL_LAYERS else str(int(layer))
+
+
+def layers_name(chosen: str) -> str:
+    """Each round's chosen layer (the summary's ``chosen_layers``), in round order."""
+    return ", ".join(layer_name(int(k)) for k in str(chosen).split(";"))
 
 
 def duration(seconds: float) -> str:
@@ -301,43 +307,47 @@ def hardware() -> pd.DataFrame:
 # Leaderboard and references ------------------------------------------------------------------
 
 def selected(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows at the layer chosen on validation, one per dataset, model and probe."""
-    return summary[summary["selected"]].reset_index(drop=True)
+    """The headline rows (each round at its own chosen layer), one per dataset, model and
+    probe."""
+    return summary.reset_index(drop=True)
 
 
 def leaderboard(summary: pd.DataFrame) -> pd.DataFrame:
-    """Display table: per dataset, model and probe at the selected layer, best first; the
-    ICBHI score too when a dataset has one."""
+    """Display table: per dataset, model and probe, each round at its chosen layer, best first;
+    the ICBHI score too when a dataset has one."""
     rows = selected(summary).sort_values(["dataset", "accuracy_mean"], ascending=[True, False])
     extra = {}
     if "icbhi_score_mean" in rows and rows["icbhi_score_mean"].notna().any():
         extra["ICBHI score (mean ± std)"] = [mean_std(m, s) for m, s in
                                              zip(rows["icbhi_score_mean"],
-                                                 rows["icbhi_score_std"])]
+                                                 rows["icbhi_score_sd"])]
     return pd.DataFrame({
         "dataset": rows["dataset"],
         "model": rows["model"],
         "probe": rows["probe"],
-        "layer": rows["layer"].map(layer_name),
+        "layer per round": rows["chosen_layers"].map(layers_name),
         "accuracy (mean ± std)": [mean_std(m, s) for m, s in
-                                  zip(rows["accuracy_mean"], rows["accuracy_std"])],
-        "accuracy 95% CI": [interval(m, h) for m, h in
-                            zip(rows["accuracy_mean"], rows["accuracy_ci95"])],
+                                  zip(rows["accuracy_mean"], rows["accuracy_sd"])],
+        "accuracy 95% CI": [interval(lo, hi) for lo, hi in
+                            zip(rows["accuracy_ci_low"], rows["accuracy_ci_high"])],
         "macro-F1 (mean ± std)": [mean_std(m, s) for m, s in
-                                  zip(rows["macro_f1_mean"], rows["macro_f1_std"])],
-        "macro-F1 95% CI": [interval(m, h) for m, h in
-                            zip(rows["macro_f1_mean"], rows["macro_f1_ci95"])],
+                                  zip(rows["macro_f1_mean"], rows["macro_f1_sd"])],
+        "macro-F1 95% CI": [interval(lo, hi) for lo, hi in
+                            zip(rows["macro_f1_ci_low"], rows["macro_f1_ci_high"])],
         **extra,
         "val. accuracy": [sig(v) for v in rows["val_accuracy_mean"]],
-        "folds × seeds": [f"{f} × {s}" for f, s in zip(rows["n_folds"], rows["n_seeds"])],
+        "rounds × seeds": [f"{f} × {s}" for f, s in zip(rows["n_rounds"], rows["n_seeds"])],
+        "interval": rows["interval"],
     }).reset_index(drop=True)
 
 
 def best_configuration(summary: pd.DataFrame, dataset: str) -> pd.Series:
-    """The model, probe and layer with the best validation accuracy on ``dataset``."""
+    """The model and probe with the best validation accuracy on ``dataset``; ``layer`` is the
+    layer most rounds chose."""
     rows = selected(summary)
     rows = rows[rows["dataset"] == dataset]
-    return rows.loc[rows["val_accuracy_mean"].idxmax()]
+    best = rows.loc[rows["val_accuracy_mean"].idxmax()]
+    return pd.concat([best, pd.Series({"layer": best["modal_layer"]})])
 
 
 def reference_task(spec: dict) -> str | None:

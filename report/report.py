@@ -17,9 +17,10 @@
 # %% [markdown]
 # How well do frozen audio representations serve each task? Every number below comes from
 # probes trained on the pooled features of one layer (a weighted probe: of all layers, "layer
-# all"). The scaler, early stopping and the hyperparameter grid see training and validation data
-# only; the layer is chosen on validation accuracy, never on test accuracy. Test scores are the
-# mean over evaluation rounds (official folds or splits) × seeds.
+# all"). The scaler, early stopping, the hyperparameter grid and the layer are chosen in each
+# evaluation round (official fold or split) on that round's validation data only, never on test
+# data. A test score is the mean over rounds of each round's score at its own chosen layer,
+# seeds averaged within a round first.
 
 # %%
 import base64
@@ -117,9 +118,11 @@ table(rd.hardware(), "hardware")
 # %% [markdown]
 # ## Leaderboard
 #
-# One row per dataset, model and probe at the layer chosen on validation, best test accuracy
-# first. Mean ± standard deviation over folds × seeds and the 95% confidence interval of the mean
-# (Student t), three significant digits.
+# One row per dataset, model and probe, best test accuracy first; "layer per round" lists the
+# layer each round chose on its validation data. Mean ± standard deviation over rounds (seeds
+# averaged within a round) and the 95% confidence interval named in "interval": Nadeau-Bengio
+# corrected t over rounds for k-fold datasets, a bootstrap over test groups for a single split.
+# Three significant digits.
 
 # %%
 table(rd.leaderboard(run.summary), "leaderboard")
@@ -154,8 +157,9 @@ table(rd.reference_protocols(shown), "reference-protocols")
 # %% [markdown]
 # ## Per-dataset results
 #
-# For each dataset: test accuracy and macro-F1 of every model and probe at its selected layer
-# (error bars: standard deviation over folds × seeds); test accuracy of every layer; and, for the
+# For each dataset: test accuracy and macro-F1 of every model and probe, each round at its
+# chosen layer (error bars: standard deviation over rounds); test accuracy of every layer
+# (descriptive, not a selection); and, for the
 # configuration with the best validation accuracy, the confusion matrix, per-class scores and the
 # most confused class pairs, pooled over test folds and seeds.
 
@@ -171,7 +175,7 @@ def score_bars(rows: pd.DataFrame, dataset: str) -> None:
         for k, probe in enumerate(probes):
             part = rows[rows["probe"] == probe].set_index("model").reindex(models)
             x = np.arange(len(models)) + (k - (len(probes) - 1) / 2) * width
-            ax.bar(x, part[f"{metric}_mean"], width, yerr=part[f"{metric}_std"], capsize=3,
+            ax.bar(x, part[f"{metric}_mean"], width, yerr=part[f"{metric}_sd"], capsize=3,
                    color=PROBE_COLOURS[probe], label=probe)
         ax.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
         ax.set(xlabel="model", ylabel=f"{label} (fraction)", ylim=(0, 1.05),
@@ -182,7 +186,8 @@ def score_bars(rows: pd.DataFrame, dataset: str) -> None:
 
 
 def layer_curves(rows: pd.DataFrame, dataset: str) -> None:
-    """Test accuracy against layer, one panel per model; stars mark the selected layer."""
+    """Test accuracy against layer, one panel per model; stars mark the layer most rounds
+    chose."""
     models = list(dict.fromkeys(rows["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), sharey=True,
                              squeeze=False)
@@ -192,10 +197,10 @@ def layer_curves(rows: pd.DataFrame, dataset: str) -> None:
             part = part.sort_values("layer")
             ax.plot(part["layer"], part["accuracy_mean"], marker="o",
                     color=PROBE_COLOURS[probe], label=probe)
-            ax.fill_between(part["layer"], part["accuracy_mean"] - part["accuracy_std"],
-                            part["accuracy_mean"] + part["accuracy_std"], alpha=0.15,
+            ax.fill_between(part["layer"], part["accuracy_mean"] - part["accuracy_sd"],
+                            part["accuracy_mean"] + part["accuracy_sd"], alpha=0.15,
                             color=PROBE_COLOURS[probe])
-            chosen = part[part["selected"]]
+            chosen = part[part["rounds_chosen"] == part["rounds_chosen"].max()]
             ax.plot(chosen["layer"], chosen["accuracy_mean"], marker="*", markersize=16,
                     linestyle="none", color=PROBE_COLOURS[probe], markeredgecolor="black")
         weighted = rows[(rows["model"] == model) & (rows["layer"] == rd.ALL_LAYERS)]
@@ -209,10 +214,10 @@ def layer_curves(rows: pd.DataFrame, dataset: str) -> None:
         if layers:
             ax.set_xlim(layers[0] - 0.5, layers[-1] + 0.5)
             ax.set_xticks(layers if len(layers) <= 25 else layers[::len(layers) // 12])
-    axes[0][-1].legend(title="probe (★ selected)", loc="lower right")
-    fig.suptitle(f"{dataset}: accuracy by layer (band: ± std over folds × seeds)", y=1.02)
+    axes[0][-1].legend(title="probe (★ chosen by most rounds)", loc="lower right")
+    fig.suptitle(f"{dataset}: accuracy by layer, descriptive (band: ± std over rounds)", y=1.02)
     show(fig, f"{dataset}-layers", f"{dataset}: line charts of test accuracy against layer, "
-                                   "one panel per model, the selected layer starred")
+                                   "one panel per model, the layer most rounds chose starred")
 
 
 def confusion_heatmap(predictions: pd.DataFrame, title: str, name: str) -> None:
@@ -232,7 +237,7 @@ for dataset in run.datasets:
     display(Markdown(f"### {dataset}"))
     rows = run.summary[run.summary["dataset"] == dataset]
     score_bars(rd.selected(rows), dataset)
-    layer_curves(rows, dataset)
+    layer_curves(run.layers[run.layers["dataset"] == dataset], dataset)
     best = rd.best_configuration(run.summary, dataset)
     predictions = run.predictions_of(dataset, best["model"], best["probe"])
     label = f"{best['model']}, {best['probe']} probe, layer {rd.layer_name(best['layer'])}"
@@ -251,13 +256,13 @@ for dataset in run.datasets:
 # %% [markdown]
 # ## Across tasks
 #
-# Test accuracy (mean over folds × seeds) of every layer on every dataset, one heatmap per model;
-# rows are dataset and probe. A task whose best layer sits early or in the middle of the network
-# says where the information the task needs lives.
+# Test accuracy (descriptive: mean over rounds, seeds averaged first) of every layer on every
+# dataset, one heatmap per model; rows are dataset and probe. A task whose best layer sits early
+# or in the middle of the network says where the information the task needs lives.
 
 # %%
 for model in run.models:
-    rows = run.summary[run.summary["model"] == model]
+    rows = run.layers[run.layers["model"] == model]
     grid = rows.pivot_table(index=["dataset", "probe"], columns="layer", values="accuracy_mean")
     grid = grid[sorted(grid.columns, key=lambda k: (k == rd.ALL_LAYERS, k))]
     grid.index = [f"{d} · {p}" for d, p in grid.index]
@@ -276,9 +281,9 @@ for model in run.models:
 # ## Error analysis
 #
 # For the best configuration of each dataset: a two-dimensional map (UMAP when installed,
-# otherwise t-SNE, at most 2000 test clips) of the selected layer's standardised features,
-# coloured by class and by whether the probe got the clip right across seeds; then the test clips
-# with the highest cross-entropy loss (mean over seeds).
+# otherwise t-SNE, at most 2000 test clips) of the standardised features of the layer most
+# rounds chose, coloured by class and by whether the probe got the clip right across seeds; then
+# the test clips with the highest cross-entropy loss (mean over seeds).
 
 # %%
 for dataset in run.datasets:

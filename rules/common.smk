@@ -111,6 +111,10 @@ def all_predictions():
     )
 
 
+def all_manifests():
+    return expand("results/manifests/{dataset}.csv", dataset=DATASETS)
+
+
 def all_stores():
     return expand(
         "results/features/{dataset}/{model}.h5", dataset=DATASETS, model=MODELS
@@ -140,6 +144,7 @@ def report_inputs(wildcards):
             probe=PROBES,
         ),
         "benchmarks/tables/summary.tsv",
+        "benchmarks/tables/comparisons.tsv",
     ]
     for name, spec in config["datasets"].items():
         if spec.get("synthetic"):

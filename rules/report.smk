@@ -2,6 +2,7 @@ rule report:
     input:
         unpack(report_inputs),
         summary="results/tables/summary.csv",
+        layers="results/tables/layers.csv",
         predictions=all_predictions(),
         stores=all_stores(),
         references="report/reference_results.csv",

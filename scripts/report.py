@@ -20,6 +20,7 @@ paths = {
     for name in ("predictions", "stores", "rejected", "manifests", "cards", "benchmarks")
 } | {
     "summary": snakemake.input.summary,
+    "layers": snakemake.input.layers,
     "references": snakemake.input.references,
     "figures": snakemake.output.figures,
 }

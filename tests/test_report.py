@@ -104,19 +104,19 @@ def test_every_section_is_present(page):
 
 def test_leaderboard_matches_summary(page, demo_run):
     summary = pd.read_csv(demo_run / "results/tables/summary.csv")
-    chosen = summary[summary["selected"]].set_index(["dataset", "model", "probe"])
+    chosen = summary.set_index(["dataset", "model", "probe"])
     rows = records(page.tables["leaderboard"])
     assert len(rows) == len(chosen) == 4
     for row in rows:
         want = chosen.loc[row["dataset"], row["model"], row["probe"]]
-        assert row["layer"] == rd.layer_name(want["layer"])
+        assert row["layer per round"] == rd.layers_name(want["chosen_layers"])
         for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
             mean, std = row[f"{label} (mean ± std)"].split(" ± ")
             assert close_to_3_significant(mean, want[f"{metric}_mean"])
-            assert close_to_3_significant(std, want[f"{metric}_std"])
+            assert close_to_3_significant(std, want[f"{metric}_sd"])
             low, high = row[f"{label} 95% CI"].strip("[]").split(", ")
-            assert close_to_3_significant(low, want[f"{metric}_mean"] - want[f"{metric}_ci95"])
-            assert close_to_3_significant(high, want[f"{metric}_mean"] + want[f"{metric}_ci95"])
+            assert close_to_3_significant(low, want[f"{metric}_ci_low"])
+            assert close_to_3_significant(high, want[f"{metric}_ci_high"])
     accuracies = [float(r["accuracy (mean ± std)"].split(" ± ")[0]) for r in rows]
     assert accuracies == sorted(accuracies, reverse=True)
 
