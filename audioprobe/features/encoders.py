@@ -187,12 +187,12 @@ class TransformersEncoder:
         self.prepares_on_device = isinstance(self.extractor, Wav2Vec2FeatureExtractor)
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each clip prepared alone (an extractor given a padded batch without attention mask
+        would normalise over the padding too), then padded."""
         if not self.prepares_on_device:
-            inputs = self.extractor([w.cpu().numpy() for w in waves],
-                                    sampling_rate=self.sample_rate, padding=True,
-                                    return_tensors="pt")
-            return {"input_values": inputs["input_values"]}
-        if self.extractor.do_normalize:  # zero mean, unit variance over each clip's own samples
+            waves = [self.extractor(w.cpu().numpy(), sampling_rate=self.sample_rate,
+                                    return_tensors="pt")["input_values"][0] for w in waves]
+        elif self.extractor.do_normalize:  # zero mean, unit variance over the clip's samples
             waves = [(w - w.mean()) / torch.sqrt(w.var(correction=0) + 1e-7) for w in waves]
         values = torch.nn.utils.rnn.pad_sequence(
             waves, batch_first=True, padding_value=self.extractor.padding_value)
