@@ -247,8 +247,8 @@ class WhisperEncoder:
 
     The feature extractor always pads (or truncates) the log-mel input to ``chunk_length``
     seconds (30 s), so the encoder sees the same input whether a clip is alone or batched.
-    Extraction windows clips at ``max_seconds`` = ``chunk_length`` so nothing
-    is truncated. Pooling covers the clip's own frames only: the encoder's two convolutions
+    Extraction windows clips at ``max_seconds`` = ``chunk_length`` so nothing is truncated.
+    Pooling covers the clip's own frames only: the encoder's two convolutions
     (stride 1, then 2) give ceil(samples / hop_length / 2) frames of the clip; the frames over
     the padding (which the model still attends to, as it always does) are cropped. Layers: the
     encoder's hidden states, ``encoder_layers + 1`` (the last one after the final layer norm).
