@@ -68,17 +68,26 @@ def reflect_pad(waves: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.T
 
 def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     """``norm`` on (batch, channels, frames) with each clip's statistics over its own first
-    ``lengths`` frames (the module itself would count the padding in). In fp32, as autocast
-    runs group norm."""
+    ``lengths`` frames (the module itself would count the padding in); two-pass statistics in
+    fp32, as autocast runs group norm."""
     batch, channels, frames = x.shape
-    groups = x.float().view(batch, norm.num_groups, -1, frames)
-    pad = ~valid(lengths, frames)[:, None, None, :]
-    count = (lengths.clamp(min=1) * groups.shape[2])[:, None, None, None]
-    mean = groups.masked_fill(pad, 0).sum((2, 3), keepdim=True) / count
-    centred = (groups - mean).masked_fill_(pad, 0)
-    var = centred.square().sum((2, 3), keepdim=True) / count
-    out = (centred * torch.rsqrt(var + norm.eps)).view(batch, channels, frames)
-    return out * norm.weight[:, None] + norm.bias[:, None] if norm.affine else out
+    x = x.float()
+    pad = ~valid(lengths, frames)[:, None, :]
+    count = lengths.clamp(min=1)[:, None] * (channels // norm.num_groups)
+
+    def group_mean(sums: torch.Tensor) -> torch.Tensor:  # per channel sums -> group means
+        means = sums.view(batch, norm.num_groups, -1).sum(2) / count
+        return means.repeat_interleave(channels // norm.num_groups, dim=1)
+
+    mean = group_mean(x.masked_fill(pad, 0).sum(2))
+    centred = (x - mean[..., None]).masked_fill_(pad, 0)
+    var = group_mean(torch.linalg.vector_norm(centred, dim=2).square())
+    del centred
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        scale = scale * norm.weight
+    shift = -mean * scale + (norm.bias if norm.affine else 0)
+    return torch.addcmul(shift[..., None], x, scale[..., None])
 
 
 def conv_front_end(layers: nn.ModuleList, waves: torch.Tensor, lengths: torch.Tensor
