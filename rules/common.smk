@@ -71,6 +71,19 @@ def model_needs_gpu(wildcards):
     return 0 if family == "logmel" else 1
 
 
+def stored_extraction_settings():
+    """The extraction settings that change the stored features: a change reruns extraction.
+
+    The model's own spec reaches the job through its card, pooling per model as a param of its
+    own. Runtime settings (batch_size, num_workers, device, resample) only change how fast the
+    same features come: extraction jobs read them from the config, so a change reruns nothing.
+    """
+    return {
+        key: config["extraction"][key]
+        for key in ("precision", "max_seconds", "bad_audio")
+    }
+
+
 def shard_count(dataset):
     """Number of extraction shards of a dataset, known once its manifest exists."""
     manifest_csv = checkpoints.manifest.get(dataset=dataset).output.manifest

@@ -32,7 +32,9 @@ rule extract_shard:
         mem_mb=8000,
         runtime=240,
     params:
-        extraction=config["extraction"],
+        # only settings that change what is stored: a change re-extracts; runtime settings
+        # (batch_size, num_workers, device, resample) are read from the config in the job
+        stored=stored_extraction_settings(),
         shard_size=SHARD_SIZE,
         pooling=lambda wildcards: lookup(
             dpath=f"models/{wildcards.model}/pooling",

@@ -22,7 +22,9 @@ card = read_card(snakemake.input.card)
 everything = manifest.read(snakemake.input.manifest)
 first = int(snakemake.wildcards.shard) * snakemake.params.shard_size
 clips = everything.iloc[first : first + snakemake.params.shard_size].reset_index(drop=True)
-options = snakemake.params.extraction
+stored = snakemake.params.stored
+# runtime settings: not params, so that changing them re-extracts nothing
+runtime = snakemake.config["extraction"]
 rejected = extract(
     clips,
     load_encoder(card),
@@ -37,13 +39,13 @@ rejected = extract(
         "protocol": manifest.protocol(everything),
         "audioprobe_version": __version__,
     },
-    batch_size=options["batch_size"],
+    batch_size=runtime["batch_size"],
     pooling=snakemake.params.pooling,
-    num_workers=options["num_workers"],
-    device=options["device"],
-    bad_audio=options["bad_audio"],
-    max_seconds=options["max_seconds"],
-    precision=options["precision"],
-    resample=options["resample"],
+    num_workers=runtime["num_workers"],
+    device=runtime["device"],
+    bad_audio=stored["bad_audio"],
+    max_seconds=stored["max_seconds"],
+    precision=stored["precision"],
+    resample=runtime["resample"],
 )
 rejected.to_csv(snakemake.output.rejected, index=False)

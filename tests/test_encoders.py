@@ -1,10 +1,11 @@
 """Every model family is exact under batching, has the expected layers, and is windowed right.
 
 Each family runs as a tiny randomly initialised model (hidden size 32, 2 layers; PANNs: the
-package's full-width Cnn14 on short clips). Exactness: a clip's pooled features extracted alone
-equal those extracted inside a batch of clips of other lengths (padded batches for models with
-masks or fixed-length input, equal-length batches otherwise) within ATOL, a float32
-rounding-level bound; the largest differences measured are printed (``pytest -s``).
+package's full-width Cnn14). Exactness: the pooled features of clips of 0.3 to 12 s (at several
+sample rates) extracted each alone equal those extracted in one padded batch within RTOL and
+ATOL, float32 rounding-level bounds; the largest differences measured are printed
+(``pytest -s``). Layers: a clip alone gives the model's own ``hidden_states``
+(``extract_features`` for torchaudio).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.checkpoints import fetch
-from audioprobe.features.encoders import load_encoder
+from audioprobe.features.encoders import LogMelEncoder, load_encoder
 from tests.test_extract import clips_frame, run, write
 
 ATOL = 1e-5
@@ -27,50 +29,57 @@ RTOL = 1e-4
 TINY_W2V = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
             "intermediate_size": 64, "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16,
             "num_conv_pos_embedding_groups": 2}
-# model_type and overrides; whether padded batches are exact
+WAVLM = {"model_type": "wavlm", "num_buckets": 32, "max_bucket_distance": 100}
+LARGE = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}  # large-model layout
+# Waveform models: group-norm front end and post-norm layers (base models), layer-norm front
+# end and pre-norm ("stable") layers (large models), batch norm before the positional
+# convolution, WavLM's gated relative position bias, data2vec-audio's stacked positional
+# convolutions; wav2vec2-conformer runs each clip alone.
+WAVEFORM = {
+    "hubert": {"model_type": "hubert", **TINY_W2V},
+    "hubert-large": {"model_type": "hubert", **LARGE, **TINY_W2V},
+    "hubert-pos-batch-norm": {"model_type": "hubert", "conv_pos_batch_norm": True, **TINY_W2V},
+    "wav2vec2": {"model_type": "wav2vec2", **TINY_W2V},
+    "wav2vec2-large": {"model_type": "wav2vec2", **LARGE, **TINY_W2V},
+    "wavlm": {**WAVLM, **TINY_W2V},
+    "wavlm-large": {**WAVLM, **LARGE, **TINY_W2V},
+    "data2vec-audio": {"model_type": "data2vec-audio", **TINY_W2V, "conv_pos_kernel_size": 5,
+                       "num_conv_pos_embeddings": 3},
+    "wav2vec2-conformer": {"model_type": "wav2vec2-conformer", **TINY_W2V,
+                           "conv_depthwise_kernel_size": 7},
+}
 TRANSFORMERS = {
-    "wavlm": ({"model_type": "wavlm", "num_buckets": 32, "max_bucket_distance": 100,
-               **TINY_W2V}, False),
-    "wavlm-masked": ({"model_type": "wavlm", "feat_extract_norm": "layer",
-                      "do_stable_layer_norm": True, "num_buckets": 32,
-                      "max_bucket_distance": 100, **TINY_W2V}, True),
-    "hubert-masked": ({"model_type": "hubert", "feat_extract_norm": "layer",
-                       "do_stable_layer_norm": True, **TINY_W2V}, True),
-    # takes masks, but its stacked positional convolutions carry padding into the clip
-    "data2vec-audio": ({"model_type": "data2vec-audio", **TINY_W2V, "conv_pos_kernel_size": 5,
-                        "num_conv_pos_embeddings": 2}, False),
+    **WAVEFORM,
     # 100 encoder positions: 200 mel frames = 2 s of input (30 s for the real models)
-    "whisper": ({"model_type": "whisper", "d_model": 32, "encoder_layers": 2,
-                 "encoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_layers": 1,
-                 "decoder_attention_heads": 2, "decoder_ffn_dim": 64, "num_mel_bins": 16,
-                 "max_source_positions": 100, "max_target_positions": 16}, True),
+    "whisper": {"model_type": "whisper", "d_model": 32, "encoder_layers": 2,
+                "encoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_layers": 1,
+                "decoder_attention_heads": 2, "decoder_ffn_dim": 64, "num_mel_bins": 16,
+                "max_source_positions": 100, "max_target_positions": 16},
     # 200 fbank frames = 2 s of input (1024 = 10.24 s for the real models); 1 x 19 patches
-    "ast": ({"model_type": "audio-spectrogram-transformer", "hidden_size": 32,
-             "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-             "num_mel_bins": 16, "max_length": 200}, True),
+    "ast": {"model_type": "audio-spectrogram-transformer", "hidden_size": 32,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+            "num_mel_bins": 16, "max_length": 200},
 }
 TA_TINY = {"extractor_conv_layer_config": [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2,
            "encoder_embed_dim": 32, "encoder_num_layers": 2, "encoder_num_heads": 2,
            "encoder_ff_interm_features": 64, "encoder_pos_conv_kernel": 16,
            "encoder_pos_conv_groups": 2}
-TORCHAUDIO = {  # bundle: padded batches exact (layer-norm feature encoder)
-    "HUBERT_BASE": False, "HUBERT_LARGE": True, "WAVLM_LARGE": False,
-}
-OTHER_CLIPS = [(1.3, 16000), (0.7, 16000), (2.1, 22050), (1.0, 8000), (0.9, 44100)]
+# group-norm and layer-norm front ends, WavLM (key padding mask, relative position bias)
+TORCHAUDIO = ["HUBERT_BASE", "HUBERT_LARGE", "WAVLM_BASE", "WAVLM_LARGE"]
+MIXED = [(0.3, 16000), (0.7, 8000), (1.3, 16000), (2.1, 22050), (4.0, 44100), (12.0, 16000)]
 
 
 def alone_and_mixed(encoder, tmp_path, label: str):
-    """Pooled features (layers, dim) of one clip extracted alone and inside a mixed batch."""
-    target = write(tmp_path / "target.wav", 1.3, seed=1)
-    others = [write(tmp_path / f"other{i}.wav", s, sr=sr, seed=10 + i)
-              for i, (s, sr) in enumerate(OTHER_CLIPS)]
-    alone, _, _ = run(clips_frame([target]), encoder, tmp_path / "alone.h5", batch_size=8)
-    mixed, meta, _ = run(clips_frame([*others, target]), encoder, tmp_path / "mixed.h5",
-                         batch_size=8)
-    row = meta.index[meta["clip_id"] == "target"][0]
-    alone, mixed = alone[:, 0], mixed[:, row]
-    print(f"\n{label}: max |alone - batched| = {np.abs(alone - mixed).max():.2e} "
-          f"(max |feature| {np.abs(alone).max():.2e})")
+    """Pooled features (layers, clips, dim) of clips of mixed lengths extracted each alone
+    (batches of one) and all in one padded batch."""
+    clips = clips_frame([write(tmp_path / f"c{i}.wav", s, sr=sr, seed=10 + i)
+                         for i, (s, sr) in enumerate(MIXED)])
+    alone, meta, _ = run(clips, encoder, tmp_path / "alone.h5", batch_size=1)
+    mixed, meta_mixed, _ = run(clips, encoder, tmp_path / "mixed.h5", batch_size=len(MIXED))
+    assert list(meta["clip_id"]) == list(meta_mixed["clip_id"]) == list(clips["clip_id"])
+    relative = np.abs(alone - mixed).max(axis=(0, 2)) / np.abs(alone).max(axis=(0, 2))
+    print(f"\n{label}: max |alone - batched| / max |feature| per clip: "
+          + " ".join(f"{s:g} s {r:.1e}" for (s, _), r in zip(MIXED, relative)))
     return alone, mixed
 
 
@@ -97,45 +106,60 @@ def windows_combine(encoder, tmp_path, seconds: float, frames: list[int]):
 
 
 @pytest.mark.parametrize("normalize", [True, False])
-@pytest.mark.parametrize("family", ["hubert", "hubert-masked"])
+@pytest.mark.parametrize("family", ["hubert", "hubert-large"])
 def test_wav2vec2_inputs_equal_the_feature_extractor(family, normalize, tmp_path):
     """The wav2vec2 extractor's steps, replayed in torch so they can run on the device, give
-    the extractor's own inputs (with a mask: padded batches; without: equal lengths)."""
-    architecture = TRANSFORMERS[family][0] if family in TRANSFORMERS else {
-        "model_type": "hubert", **TINY_W2V}
-    encoder = load_encoder(fetch(family, {"family": "transformers", "architecture": architecture,
+    each clip the extractor's own input for it alone, padded with the extractor's value."""
+    encoder = load_encoder(fetch(family, {"family": "transformers",
+                                          "architecture": WAVEFORM[family],
                                           "random_weights": True}, tmp_path / "models"))
     encoder.extractor.do_normalize = normalize
-    lengths = [5000, 3100, 4200] if encoder.pads_exactly else [4200] * 3
     gen = torch.Generator().manual_seed(0)
-    waves = [0.1 + 0.3 * torch.randn(n, generator=gen) for n in lengths]
+    waves = [0.1 + 0.3 * torch.randn(n, generator=gen) for n in [5000, 3100, 4200]]
     ours = encoder.prepare(waves)
-    theirs = encoder.extractor([w.numpy() for w in waves], sampling_rate=encoder.sample_rate,
-                               padding=True, return_attention_mask=encoder.pads_exactly,
-                               return_tensors="pt")
-    assert encoder.prepares_on_device and sorted(ours) == sorted(theirs)
-    for key in ours:
-        assert ours[key].dtype == theirs[key].dtype
-        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-5)
+    assert encoder.prepares_on_device and list(ours) == ["input_values"]
+    assert ours["input_values"].shape == (3, 5000)
+    for row, wave in zip(ours["input_values"], waves):
+        theirs = encoder.extractor(wave.numpy(), sampling_rate=encoder.sample_rate,
+                                   return_tensors="pt")["input_values"][0]
+        assert row.dtype == theirs.dtype
+        torch.testing.assert_close(row[:wave.numel()], theirs, rtol=1e-5, atol=1e-5)
+        assert (row[wave.numel():] == encoder.extractor.padding_value).all()
+
+
+@pytest.mark.parametrize("family", sorted(WAVEFORM))
+def test_waveform_model_layers_are_its_hidden_states(family, tmp_path):
+    """Run on padded batches through its submodules, a waveform model gives a clip alone its
+    own forward's hidden states (layer 0: the transformer's input) and frame count."""
+    encoder = load_encoder(fetch(family, {"family": "transformers",
+                                          "architecture": WAVEFORM[family],
+                                          "random_weights": True}, tmp_path / "models"))
+    wave = 0.3 * torch.randn(20800, generator=torch.Generator().manual_seed(2))
+    inputs = encoder.prepare([wave])
+    layers, frames = encoder(inputs, torch.tensor([wave.numel()]))
+    with torch.inference_mode():
+        own = encoder.model(**inputs, output_hidden_states=True).hidden_states
+    assert frames.tolist() == [own[0].shape[1]] and len(layers) == len(own) == 3
+    for ours, theirs in zip(layers, own):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", sorted(TRANSFORMERS))
 def test_transformers_family_is_exact_under_batching(family, tmp_path):
-    arch, exact_padding = TRANSFORMERS[family]
+    arch = TRANSFORMERS[family]
     card = fetch(family, {"family": "transformers", "architecture": arch,
                           "random_weights": True}, tmp_path / "models")
     assert card["model_type"] == arch["model_type"]
     assert card["revision"] and card["model_id"] and card["path"]
     encoder = load_encoder(card)
-    assert encoder.pads_exactly == exact_padding
     alone, mixed = alone_and_mixed(encoder, tmp_path, family)
-    assert alone.shape == (3, 32)  # input embedding + 2 layers, hidden size 32
+    assert alone.shape == (3, len(MIXED), 32)  # input embedding + 2 layers, hidden size 32
     assert encoder.n_layers == 3
     np.testing.assert_allclose(mixed, alone, rtol=RTOL, atol=ATOL)
 
 
 def test_whisper_crops_frames_and_windows_long_clips(tmp_path):
-    arch, _ = TRANSFORMERS["whisper"]
+    arch = TRANSFORMERS["whisper"]
     card = fetch("whisper", {"family": "transformers", "architecture": arch,
                              "random_weights": True}, tmp_path / "models")
     encoder = load_encoder(card)
@@ -148,7 +172,7 @@ def test_whisper_crops_frames_and_windows_long_clips(tmp_path):
 
 
 def test_ast_windows_long_clips(tmp_path):
-    arch, _ = TRANSFORMERS["ast"]
+    arch = TRANSFORMERS["ast"]
     card = fetch("ast", {"family": "transformers", "architecture": arch,
                          "random_weights": True}, tmp_path / "models")
     encoder = load_encoder(card)
@@ -158,7 +182,7 @@ def test_ast_windows_long_clips(tmp_path):
 
 
 def test_local_transformers_checkpoint_card(tmp_path):
-    built = fetch("built", {"family": "transformers", "architecture": TRANSFORMERS["ast"][0],
+    built = fetch("built", {"family": "transformers", "architecture": TRANSFORMERS["ast"],
                             "random_weights": True}, tmp_path / "models")
     card = fetch("local", {"family": "transformers", "checkpoint": built["path"],
                            "revision": "main"}, tmp_path / "models")
@@ -168,15 +192,23 @@ def test_local_transformers_checkpoint_card(tmp_path):
     assert "random_weights" not in card
 
 
-@pytest.mark.parametrize("bundle", sorted(TORCHAUDIO))
+@pytest.mark.parametrize("bundle", TORCHAUDIO)
 def test_torchaudio_bundle_is_exact_under_batching(bundle, tmp_path):
     card = fetch(bundle, {"family": "torchaudio", "bundle": bundle, "architecture": TA_TINY,
                           "random_weights": True}, tmp_path / "models")
     assert card["model_id"] == f"torchaudio.pipelines.{bundle}" and card["revision"]
     encoder = load_encoder(card)
-    assert encoder.pads_exactly == TORCHAUDIO[bundle]
+    # a clip alone: the model's own extract_features
+    wave = 0.3 * torch.randn(20800, generator=torch.Generator().manual_seed(2))
+    inputs = encoder.prepare([wave])
+    layers, frames = encoder(inputs, torch.tensor([wave.numel()]))
+    with torch.inference_mode():
+        own, _ = encoder.model.extract_features(inputs["waves"])
+    assert frames.tolist() == [own[0].shape[1]]
+    for ours, theirs in zip(layers, own, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     alone, mixed = alone_and_mixed(encoder, tmp_path, f"torchaudio {bundle}")
-    assert alone.shape == (2, 32)  # one per transformer layer (no input embedding)
+    assert alone.shape == (2, len(MIXED), 32)  # one per transformer layer (no input embedding)
     assert encoder.n_layers == 2
     np.testing.assert_allclose(mixed, alone, rtol=RTOL, atol=ATOL)
 
@@ -205,6 +237,19 @@ def test_torchaudio_pretrained_weights_come_from_the_fetched_file(tmp_path, monk
         torch.testing.assert_close(got, want)
 
 
+def test_logmel_is_exact_under_batching(tmp_path):
+    encoder = LogMelEncoder()
+    # a clip alone: the centred (reflection-padded) mel spectrogram
+    wave = 0.3 * torch.randn(20850, generator=torch.Generator().manual_seed(2))
+    layers, frames = encoder(encoder.prepare([wave]), torch.tensor([wave.numel()]))
+    centred = torchaudio.transforms.MelSpectrogram(16000, n_fft=640, hop_length=160, n_mels=64)
+    expected = torch.log(centred(wave) + 1e-6).T
+    assert frames.tolist() == [expected.shape[0]] == [20850 // 160 + 1]
+    torch.testing.assert_close(layers[0][0], expected, rtol=1e-5, atol=1e-5)
+    alone, mixed = alone_and_mixed(encoder, tmp_path, "logmel")
+    np.testing.assert_allclose(mixed, alone, rtol=RTOL, atol=ATOL)
+
+
 @pytest.fixture(scope="module")
 def panns_random(tmp_path_factory):
     pytest.importorskip("panns_inference")
@@ -216,9 +261,9 @@ def panns_random(tmp_path_factory):
 def test_panns_cnn14_is_exact_under_batching(panns_random, tmp_path):
     card, encoder = panns_random
     assert card["model_id"] and card["revision"] and card["sample_rate"] == 32000
-    assert not encoder.pads_exactly and encoder.n_layers == 7
+    assert encoder.n_layers == 7
     alone, mixed = alone_and_mixed(encoder, tmp_path, "panns Cnn14")
-    assert alone.shape == (7, 2048)
+    assert alone.shape == (7, len(MIXED), 2048)
     np.testing.assert_allclose(mixed, alone, rtol=RTOL, atol=ATOL)
 
 

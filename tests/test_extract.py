@@ -13,16 +13,16 @@ from audioprobe import manifest
 from audioprobe.errors import AudioError
 from audioprobe.features.checkpoints import fetch
 from audioprobe.features.encoders import LogMelEncoder, load_encoder
-from audioprobe.features.extract import extract
+from audioprobe.features.extract import Item, extract, make_batches
 from audioprobe.features.store import open_store
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16,
         "num_conv_pos_embedding_groups": 2}
 FAMILIES = {
-    # no attention mask: batches hold one length only
+    # group-norm feature encoder (base models)
     "hubert": {"model_type": "hubert", **TINY},
-    # layer-norm feature encoder with attention masks: padded batches
+    # layer-norm feature encoder (large models)
     "wav2vec2-masked": {"model_type": "wav2vec2", "feat_extract_norm": "layer",
                         "do_stable_layer_norm": True, **TINY},
 }
@@ -72,7 +72,6 @@ def test_clip_alone_equals_clip_in_mixed_length_batch(family, tmp_path):
     card = fetch(family, {"family": "transformers", "architecture": FAMILIES[family],
                           "random_weights": True}, tmp_path / "models")
     encoder = load_encoder(card)
-    assert encoder.pads_exactly == (family == "wav2vec2-masked")
     target = write(tmp_path / "target.wav", 1.3, seed=1)
     others = [write(tmp_path / f"other{i}.wav", s, sr=sr, seed=10 + i)
               for i, (s, sr) in enumerate([(1.3, 16000), (0.7, 16000), (2.1, 22050), (1.0, 8000)])]
@@ -82,6 +81,14 @@ def test_clip_alone_equals_clip_in_mixed_length_batch(family, tmp_path):
     row = meta.index[meta["clip_id"] == "target"][0]
     assert alone.shape[0] == TINY["num_hidden_layers"] + 1
     np.testing.assert_allclose(mixed[:, row], alone[:, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_batches_are_full_whatever_the_lengths():
+    items = [Item(clip, 0, 1, length) for clip, length in
+             enumerate([16000, 4800, 16000, 192000, 33600, 4800, 64000])]
+    batches = make_batches(items, 3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert [it.length for b in batches for it in b] == sorted(it.length for it in items)
 
 
 def test_logmel_batching_is_exact(tmp_path):

@@ -147,3 +147,21 @@ def test_sharded_extraction_equals_one_job_and_a_lost_shard_reruns_alone(demo_ru
             assert list(sharded[key].asstr()[...]) == list(single[key].asstr()[...])
         assert list(sharded.attrs["classes"]) == list(single.attrs["classes"])
     assert not (folder / "results/features/demo/logmel.shards/2.h5").exists()  # temporary
+
+
+def test_runtime_settings_do_not_re_extract_and_pooling_does(tmp_path):
+    folder = copy_workflow(tmp_path / "settings")
+    store = "results/features/demo/hubert_demo.h5"
+    snakemake(folder, store, "--cores", "2", "--resources", "gpu=1")
+
+    def plan(extraction: str) -> str:
+        (folder / "changed.yaml").write_text(f"extraction: {extraction}\n")
+        result = snakemake(folder, store, "-n", "--cores", "2", "--resources", "gpu=1",
+                           "--configfile", "changed.yaml")
+        return result.stdout + result.stderr
+
+    runtime = "{num_workers: 0, batch_size: 3, device: cuda, resample: device}"
+    assert "Nothing to be done" in plan(runtime)
+    rerun = plan("{pooling: max}")
+    assert re.search(r"^extract_shard\s+1$", rerun, re.M), rerun
+    assert re.search(r"^merge_features\s+1$", rerun, re.M), rerun

@@ -1,14 +1,23 @@
 """Encoders: models that turn a batch of waveforms into per-frame features for every layer.
 
 An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
-``pads_exactly`` (True when padding a clip inside a batch leaves its frames unchanged, i.e. the
-model takes an attention mask or always sees fixed-length input), ``n_layers``, optionally
-``max_seconds`` (the longest window the model takes whole; extraction windows longer clips at
-the smaller of this and its configured ``max_seconds``), ``prepare`` (turns waves at the model's
-rate into the model's inputs; ``prepares_on_device`` says whether it is made of torch operations
-that run wherever the waves are, so that resampling and preparation can move to the GPU; if not,
-both run in the DataLoader workers) and ``__call__`` (runs on the device) returning a list of
-(batch, frames, dim) tensors, one per layer, and the number of valid frames of each clip.
+``n_layers``, optionally ``max_seconds`` (the longest window the model takes whole; extraction
+windows longer clips at the smaller of this and its configured ``max_seconds``), ``prepare``
+(turns waves at the model's rate into the model's inputs, padded to the longest; it is made of
+torch operations that run wherever the waves are when ``prepares_on_device``, so that resampling
+and preparation can move to the GPU; if not, both run in the DataLoader workers) and
+``__call__`` (runs on the device; takes the prepared batch and each clip's length in samples, a
+tensor on the device) returning a list of (batch, frames, dim) tensors, one per layer, and the
+number of valid frames of each clip.
+
+Every encoder is exact on padded batches of mixed lengths: a clip's valid frames are those it
+gets alone. Waveform transformers (HuBERT, wav2vec2, WavLM, data2vec-audio, in transformers or
+torchaudio) run their convolutional front end on the padded batch with group norm over each
+clip's own frames, then their transformer on the padded frames with an attention mask, padded
+frames zeroed before each positional convolution (``WaveformStack``). Log-mel and PANNs pad
+each clip's end by reflection as its own centred STFT does and zero the padded frames before
+every convolution. Whisper and AST always take fixed-length input. Masks are built on the
+device from the lengths tensor.
 
 Families (``family`` in the config, ``load_encoder`` below):
 
@@ -36,16 +45,95 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchaudio.transforms as T
+from torch import nn
 
 from audioprobe.errors import AudioprobeError
 
 log = logging.getLogger(__name__)
 
 
-class LogMelEncoder:
-    """Weight-free baseline: log-mel spectrogram frames as a single "layer"."""
+def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(batch, width) mask of each clip's first ``lengths`` positions, on the lengths' device."""
+    return torch.arange(width, device=lengths.device) < lengths[:, None]
 
-    pads_exactly = False
+
+def reflect_pad(waves: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
+    """Pad each clip of a padded batch (batch, samples) by ``pad`` samples at both ends,
+    reflected at the clip's own ends, as a centred STFT pads a clip alone."""
+    index = torch.arange(-pad, waves.shape[1] + pad, device=waves.device).abs()[None]
+    last = lengths[:, None] - 1
+    index = torch.where(index > last, 2 * last - index, index).clamp(min=0)
+    return waves.gather(1, index)
+
+
+def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` on (batch, channels, frames) with each clip's statistics over its own first
+    ``lengths`` frames (the module itself would count the padding in); two-pass statistics in
+    fp32, as autocast runs group norm."""
+    batch, channels, frames = x.shape
+    x = x.float()
+    pad = ~valid(lengths, frames)[:, None, :]
+    count = lengths.clamp(min=1)[:, None] * (channels // norm.num_groups)
+
+    def group_mean(sums: torch.Tensor) -> torch.Tensor:  # per channel sums -> group means
+        means = sums.view(batch, norm.num_groups, -1).sum(2) / count
+        return means.repeat_interleave(channels // norm.num_groups, dim=1)
+
+    mean = group_mean(x.masked_fill(pad, 0).sum(2))
+    centred = (x - mean[..., None]).masked_fill_(pad, 0)
+    var = group_mean(torch.linalg.vector_norm(centred, dim=2).square())
+    del centred
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        scale = scale * norm.weight
+    shift = -mean * scale + (norm.bias if norm.affine else 0)
+    return torch.addcmul(shift[..., None], x, scale[..., None])
+
+
+def conv_front_end(layers: nn.ModuleList, waves: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A wav2vec2-style convolutional feature encoder (transformers' or torchaudio's layers) on
+    padded waves (batch, samples), group norm (base models) over each clip's own frames.
+    Layer-norm layers normalise each frame and convolutions see no further than their kernel,
+    so a clip's valid frames are its own. Returns (batch, channels, frames), valid frames."""
+    from torchaudio.models.wav2vec2.components import ConvLayerBlock
+
+    x = waves[:, None]
+    for layer in layers:
+        conv, norm = layer.conv, getattr(layer, "layer_norm", None)
+        lengths = torch.div(lengths - conv.kernel_size[0], conv.stride[0],
+                            rounding_mode="floor") + 1
+        if isinstance(norm, nn.GroupNorm):
+            x = getattr(layer, "activation", F.gelu)(masked_group_norm(conv(x), lengths, norm))
+        elif isinstance(layer, ConvLayerBlock):
+            x, _ = layer(x, None)
+        else:
+            x = layer(x)
+    return x, lengths
+
+
+def positional_conv(embed: nn.Module, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """A transformers convolutional positional embedding of (batch, frames, dim), padded frames
+    zeroed before each convolution as a clip alone is zero-padded: one convolution (HuBERT,
+    wav2vec2, WavLM; after batch norm where ``conv_pos_batch_norm``) or a stack of them
+    (data2vec-audio)."""
+    pad = ~keep[:, None, :]
+    h = x.transpose(1, 2)
+    if hasattr(embed, "layers"):
+        for layer in embed.layers:
+            h = layer(h.masked_fill(pad, 0))
+    else:
+        if getattr(embed, "batch_norm", None) is not None:
+            h = embed.batch_norm(h)
+        h = embed.activation(embed.padding(embed.conv(h.masked_fill(pad, 0))))
+    return h.transpose(1, 2)
+
+
+class LogMelEncoder:
+    """Weight-free baseline: log-mel spectrogram frames as a single "layer". Centred frames:
+    each clip is reflection-padded at its own ends (``reflect_pad``), so the last frames of a
+    clip in a padded batch are those it gets alone."""
+
     prepares_on_device = True
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64) -> None:
@@ -54,12 +142,13 @@ class LogMelEncoder:
         self.min_samples = 2 * self.hop
         self.n_fft = 2 * self.hop * 2
         self.melspec = T.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=self.n_fft, hop_length=self.hop, n_mels=n_mels
+            sample_rate=sample_rate, n_fft=self.n_fft, hop_length=self.hop, n_mels=n_mels,
+            center=False,
         )
         self.n_layers = 1
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"waves": torch.stack(waves)}
+        return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
 
     def to(self, device: torch.device) -> "LogMelEncoder":
         self.melspec = self.melspec.to(device)
@@ -67,43 +156,38 @@ class LogMelEncoder:
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        mel = self.melspec(batch["waves"])  # (B, n_mels, frames)
+        mel = self.melspec(reflect_pad(batch["waves"], lengths, self.n_fft // 2))  # (B, mels, T)
         frames = torch.log(mel + 1e-6).transpose(1, 2)
         return [frames], lengths // self.hop + 1
 
 
-# Waveform transformers models verified exact on padded batches when given attention masks and
-# a layer-norm feature encoder (tests/test_extract.py, tests/test_encoders.py).
-MASKED_EXACT = {"wav2vec2", "hubert", "wavlm"}
-
-
-def masks_exactly(config, extractor) -> bool:
-    """Whether a waveform transformers model is exact on padded batches.
-
-    It must be given an attention mask (its feature extractor returns one) and its convolutional
-    feature encoder must normalise per frame (layer norm): group norm normalises each channel
-    over the whole sequence, padding included, so such models (hubert-base, wav2vec2-base,
-    wavlm-base(-plus), although the latter's extractor returns masks) get equal-length batches.
-    data2vec-audio takes masks but is not exact: padded frames are zeroed only before the first
-    of its stacked positional convolutions, so the later ones carry padding into the clip's
-    last frames; it gets equal-length batches, as does any model type not in MASKED_EXACT.
-    """
-    norm = getattr(config, "feat_extract_norm", None)
-    return (config.model_type in MASKED_EXACT and norm == "layer"
-            and bool(getattr(extractor, "return_attention_mask", False)))
+# Model types run on padded batches through their own submodules (TransformersEncoder); other
+# waveform models run each clip alone through their own forward.
+PADDED_EXACT = {"hubert", "wav2vec2", "wavlm", "data2vec-audio"}
 
 
 class TransformersEncoder:
     """A transformers waveform encoder saved in a folder (hub snapshot or local checkpoint):
-    hubert, wav2vec2, wavlm, data2vec-audio and the like."""
+    hubert, wav2vec2, wavlm, data2vec-audio and the like.
+
+    Layer 0 is the transformer's input (after the positional convolution, and the layer norm
+    of post-norm models), then one layer per block: the model's ``hidden_states``. HuBERT,
+    wav2vec2, WavLM (relative position bias, gated per frame) and data2vec-audio run padded
+    batches through the model's own submodules: ``conv_front_end``, feature projection, padded
+    frames zeroed, ``positional_conv``, then the encoder layers with an attention mask. Other
+    model types (wav2vec2-conformer: convolutions inside every layer) run each clip alone.
+    """
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
 
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
+        if self.extractor.model_input_names[0] != "input_values":
+            raise AudioprobeError(f"{folder}: its feature extractor makes "
+                                  f"{self.extractor.model_input_names[0]}, not waveforms "
+                                  "(input_values); only waveform models are supported")
         self.model = AutoModel.from_pretrained(folder).eval()
         self.sample_rate = int(self.extractor.sampling_rate)
-        self.pads_exactly = masks_exactly(self.model.config, self.extractor)
         self.min_samples = 400
         self.n_layers = self.model.config.num_hidden_layers + 1
         # The wav2vec2 extractor (hubert, wavlm, data2vec-audio, ...) only normalises and pads:
@@ -112,21 +196,16 @@ class TransformersEncoder:
         self.prepares_on_device = isinstance(self.extractor, Wav2Vec2FeatureExtractor)
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each clip prepared alone (an extractor given a padded batch without attention mask
+        would normalise over the padding too), then padded."""
         if not self.prepares_on_device:
-            return dict(self.extractor([w.cpu().numpy() for w in waves],
-                                       sampling_rate=self.sample_rate, padding=True,
-                                       return_attention_mask=self.pads_exactly,
-                                       return_tensors="pt"))
-        if self.extractor.do_normalize:  # zero mean, unit variance over each clip's own samples
+            waves = [self.extractor(w.cpu().numpy(), sampling_rate=self.sample_rate,
+                                    return_tensors="pt")["input_values"][0] for w in waves]
+        elif self.extractor.do_normalize:  # zero mean, unit variance over the clip's samples
             waves = [(w - w.mean()) / torch.sqrt(w.var(correction=0) + 1e-7) for w in waves]
         values = torch.nn.utils.rnn.pad_sequence(
             waves, batch_first=True, padding_value=self.extractor.padding_value)
-        inputs = {"input_values": values}
-        if self.pads_exactly:
-            lengths = torch.tensor([w.numel() for w in waves], device=values.device)
-            inputs["attention_mask"] = (torch.arange(values.shape[1], device=values.device)
-                                        < lengths[:, None]).int()
-        return inputs
+        return {"input_values": values}
 
     def to(self, device: torch.device) -> "TransformersEncoder":
         self.model = self.model.to(device)
@@ -134,24 +213,56 @@ class TransformersEncoder:
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        out = self.model(**batch, output_hidden_states=True)
-        frames = self.model._get_feat_extract_output_lengths(lengths)
-        return list(out.hidden_states), frames
+        if self.model.config.model_type not in PADDED_EXACT:
+            return self.each_alone(batch["input_values"], lengths)
+        from transformers.masking_utils import create_bidirectional_mask
+
+        model, config = self.model, self.model.config
+        x, frames = conv_front_end(model.feature_extractor.conv_layers, batch["input_values"],
+                                   lengths)
+        hidden = model.feature_projection(x.transpose(1, 2))
+        if isinstance(hidden, tuple):  # (projected, normalised features) but for HuBERT
+            hidden = hidden[0]
+        keep = valid(frames, hidden.shape[1])
+        hidden = hidden.masked_fill(~keep[..., None], 0)
+        hidden = hidden + positional_conv(model.encoder.pos_conv_embed, hidden, keep)
+        if not getattr(config, "do_stable_layer_norm", False):
+            hidden = model.encoder.layer_norm(hidden)
+        wavlm = config.model_type == "wavlm"  # takes the padding mask; bias passed on
+        mask = keep if wavlm else create_bidirectional_mask(
+            config=config, inputs_embeds=hidden, attention_mask=keep)
+        layers, bias = [hidden], None
+        for layer in model.encoder.layers:
+            if wavlm:
+                hidden, bias = layer(hidden, attention_mask=keep, position_bias=bias)
+            else:
+                hidden = layer(hidden, attention_mask=mask)
+            layers.append(hidden)
+        return layers, frames
+
+    def each_alone(self, values: torch.Tensor, lengths: torch.Tensor):
+        """Each clip through the model's own forward on its own samples, frames padded."""
+        outs = [self.model(values[i:i + 1, :n], output_hidden_states=True).hidden_states
+                for i, n in enumerate(lengths.tolist())]
+        width = max(out[0].shape[1] for out in outs)
+        layers = [torch.cat([F.pad(out[k], (0, 0, 0, width - out[k].shape[1])) for out in outs])
+                  for k in range(len(outs[0]))]
+        frames = torch.tensor([out[0].shape[1] for out in outs], device=lengths.device)
+        return layers, frames
 
 
 class WhisperEncoder:
     """Whisper's encoder (the decoder is dropped).
 
     The feature extractor always pads (or truncates) the log-mel input to ``chunk_length``
-    seconds (30 s), so the encoder sees the same input whether a clip is alone or batched:
-    ``pads_exactly``. Extraction windows clips at ``max_seconds`` = ``chunk_length`` so nothing
-    is truncated. Pooling covers the clip's own frames only: the encoder's two convolutions
+    seconds (30 s), so the encoder sees the same input whether a clip is alone or batched.
+    Extraction windows clips at ``max_seconds`` = ``chunk_length`` so nothing is truncated.
+    Pooling covers the clip's own frames only: the encoder's two convolutions
     (stride 1, then 2) give ceil(samples / hop_length / 2) frames of the clip; the frames over
     the padding (which the model still attends to, as it always does) are cropped. Layers: the
     encoder's hidden states, ``encoder_layers + 1`` (the last one after the final layer norm).
     """
 
-    pads_exactly = True
     prepares_on_device = False
 
     def __init__(self, folder: str | Path) -> None:
@@ -266,11 +377,10 @@ class TorchaudioEncoder:
     Pretrained weights are the file ``bundle.get_model()`` downloads (fetched once into
     ``path``'s folder; loading it again finds it there). Bundles that normalise the waveform
     (the large models) do it here per clip, on the clip's own samples: the bundle's wrapper
-    would normalise a whole padded batch at once. Exact under padding when the convolutional
-    feature encoder uses layer norm (``extractor_mode: layer_norm``): torchaudio then masks the
-    padded frames (zeroed before the positional convolution, -10000 in attention). Group-norm
-    models (base) and WavLM (torchaudio's WavLM attention takes no mask) get equal-length
-    batches.
+    would normalise a whole padded batch at once. Padded batches run through the model's own
+    submodules as ``extract_features`` does: ``conv_front_end`` (group norm of the base models
+    over each clip's own frames), padded frames zeroed before the positional convolution, an
+    attention mask (WavLM: its key padding mask, with its relative position bias).
     """
 
     def __init__(self, bundle: str, path: str | None = None, random_weights: bool = False,
@@ -294,9 +404,7 @@ class TorchaudioEncoder:
         self.model = getattr(model, "model", model).eval()  # unwrap the normalising wrapper
         self.normalize = bool(bundle_._normalize_waveform)
         self.sample_rate = int(bundle_.sample_rate)
-        # torchaudio's WavLM attention takes no padding mask (it asserts there is none)
-        self.pads_exactly = (params["extractor_mode"] == "layer_norm"
-                             and bundle_._model_type != "WavLM")
+        self.wavlm = bundle_._model_type == "WavLM"
         self.prepares_on_device = True
         self.min_samples = 400
         self.n_layers = int(params["encoder_num_layers"])
@@ -312,10 +420,20 @@ class TorchaudioEncoder:
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        if not self.pads_exactly:  # one length per batch: no mask needed (nor taken by WavLM)
-            layers, _ = self.model.extract_features(batch["waves"])
-            return layers, torch.full_like(lengths, layers[0].shape[1])
-        return self.model.extract_features(batch["waves"], lengths)
+        x, frames = conv_front_end(self.model.feature_extractor.conv_layers, batch["waves"],
+                                   lengths)
+        encoder = self.model.encoder
+        hidden = encoder.feature_projection(x.transpose(1, 2))
+        keep = valid(frames, hidden.shape[1])
+        hidden = encoder.transformer._preprocess(hidden.masked_fill(~keep[..., None], 0))
+        # WavLM's attention asserts it gets no attention mask: it takes a key padding mask
+        width = hidden.shape[1]
+        mask = None if self.wavlm else keep[:, None, None, :].expand(-1, 1, width, width)
+        layers, bias = [], None
+        for layer in encoder.transformer.layers:
+            hidden, bias = layer(hidden, mask, position_bias=bias, key_padding_mask=~keep)
+            layers.append(hidden)
+        return layers, frames
 
 
 # Cnn14 front ends of the released checkpoints, by sample rate: Cnn14_mAP=0.431.pth (32 kHz)
@@ -390,10 +508,11 @@ class PannsEncoder:
     1-5 are zero-padded to 2048 (their trailing dimensions are constant zero). A window is a
     single frame: long clips (windowed at extraction's ``max_seconds``) average their windows
     with equal weights, and ``mean+std`` pooling gives zero std for single-window clips.
-    Batch norm runs in eval mode and there is no mask, so batches hold one length only.
+    Padded batches: each clip is reflection-padded at its own ends for the centred STFT,
+    padded frames are zeroed before every convolution (as a clip alone is zero-padded) and
+    left out of every average and maximum; 2x2 pooling keeps floor(frames / 2).
     """
 
-    pads_exactly = False
     prepares_on_device = True
 
     def __init__(self, sample_rate: int = 32000, path: str | None = None,
@@ -423,7 +542,7 @@ class PannsEncoder:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"waves": torch.stack(waves)}
+        return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
 
     def to(self, device: torch.device) -> "PannsEncoder":
         self.model = self.model.to(device)
@@ -432,16 +551,29 @@ class PannsEncoder:
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
         m = self.model
-        x = m.logmel_extractor(m.spectrogram_extractor(batch["waves"]))  # (B, 1, T, 64)
+        stft = m.spectrogram_extractor.stft  # torchlibrosa's, on each clip's own padding
+        x = reflect_pad(batch["waves"], lengths, stft.n_fft // 2)[:, None]
+        power = (stft.conv_real(x) ** 2 + stft.conv_imag(x) ** 2)[:, None].transpose(2, 3)
+        x = m.logmel_extractor(power)  # (B, 1, T, 64)
         x = m.bn0(x.transpose(1, 3)).transpose(1, 3)
+        frames = lengths // stft.hop_length + 1
         pooled = []
         blocks = [m.conv_block1, m.conv_block2, m.conv_block3, m.conv_block4, m.conv_block5,
                   m.conv_block6]
         for i, block in enumerate(blocks):
-            x = block(x, pool_size=(2, 2) if i < 5 else (1, 1), pool_type="avg")
-            pooled.append(x.mean(dim=(2, 3)))
+            pad = ~valid(frames, x.shape[2])[:, None, :, None]
+            x = F.relu_(block.bn1(block.conv1(x.masked_fill(pad, 0))))
+            x = F.relu_(block.bn2(block.conv2(x.masked_fill(pad, 0))))
+            if i < 5:
+                x = F.avg_pool2d(x, kernel_size=(2, 2))
+                frames = frames // 2
+                pad = ~valid(frames, x.shape[2])[:, None, :, None]
+            pooled.append(x.masked_fill(pad, 0).sum((2, 3)) / (frames * x.shape[3])[:, None])
         x = x.mean(dim=3)
-        pooled.append(F.relu(m.fc1(x.amax(dim=2) + x.mean(dim=2))))
+        pad = pad[..., 0]
+        peak = x.masked_fill(pad, -torch.inf).amax(dim=2)
+        mean = x.masked_fill(pad, 0).sum(dim=2) / frames[:, None]
+        pooled.append(F.relu(m.fc1(peak + mean)))
         layers = [F.pad(p, (0, PANNS_DIM - p.shape[1]))[:, None, :] for p in pooled]
         return layers, torch.ones_like(lengths)
 

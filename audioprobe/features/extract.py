@@ -2,9 +2,9 @@
 encoder in batches on the device, pool every layer on the device in the same pass, and write the
 feature store.
 
-Exactness: a model that takes no attention mask (HuBERT base, wav2vec2 base, log-mel with its
-centred frames) sees padding, so its batches hold clips of one length only; a model with an
-attention mask gets length-sorted batches padded to their longest clip.
+Batches are length-sorted and padded to their longest window: every encoder is exact on
+padded batches (a clip's features do not depend on what it is batched with), so batches are
+full whatever the lengths.
 """
 
 from __future__ import annotations
@@ -65,18 +65,10 @@ def plan_items(clips: pd.DataFrame, sample_rate: int, min_samples: int,
     return items, rejects, durations, padded
 
 
-def make_batches(items: list[Item], batch_size: int, pads_exactly: bool) -> list[list[Item]]:
-    """Length-sorted batches; without exact padding, each batch holds one length only."""
+def make_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+    """Length-sorted batches of ``batch_size`` windows (the last one may hold fewer)."""
     ordered = sorted(items, key=lambda it: (it.length, it.clip, it.first))
-    batches: list[list[Item]] = []
-    for item in ordered:
-        last = batches[-1] if batches else None
-        if (last is not None and len(last) < batch_size
-                and (pads_exactly or last[0].length == item.length)):
-            last.append(item)
-        else:
-            batches.append([item])
-    return batches
+    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
 @dataclass
@@ -189,7 +181,7 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     items, rejects, durations, padded = plan_items(
         clips, encoder.sample_rate, encoder.min_samples, max_seconds)
     _check_rejects(rejects, clips, bad_audio)
-    batches = make_batches(items, batch_size, encoder.pads_exactly)
+    batches = make_batches(items, batch_size)
     windows = np.bincount([it.clip for it in items], minlength=len(clips))
     loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device),
                         batch_size=None, num_workers=num_workers, pin_memory=dev.type == "cuda",
