@@ -143,34 +143,53 @@ def test_nsynth_label_option(tmp_path):
         assert row(pitches, clip_id)["label"] == pitch
 
 
-def test_librispeech_holds_out_whole_chapters(tmp_path):
+def test_librispeech_every_speaker_in_every_split(tmp_path):
     want = layouts.make_librispeech(tmp_path)
     df = ADAPTERS["librispeech"](tmp_path)
     assert len(df) == want["n"]
-    assert set(df["label"]) == want["labels"]
     assert counts(df, "split") == want["per_split"]
-    split_of_group = df.groupby("group")["split"].unique()
-    assert {g: list(s) for g, s in split_of_group.items()} == {
-        g: [s] for g, s in want["chapter_split"].items()}
-    for split in ("train", "test"):
+    for split in ("train", "valid", "test"):  # speakers of 1, 2, 3 and 4 chapters alike
         assert set(df.loc[df["split"] == split, "label"]) == want["labels"]
+    held = df[df["split"] != "train"].set_index("clip_id")["split"].to_dict()
+    assert held == want["split_of"]
+    assert (df["group"] == df["clip_id"]).all()
+    assert len(df.attrs["notes"]) == 1 and "utterance-level split" in df.attrs["notes"][0]
+    manifest.check_no_leakage(df)
+
+
+def test_librispeech_chapter_disjoint_option(tmp_path):
+    want = layouts.make_librispeech(tmp_path)["chapters"]
+    df = ADAPTERS["librispeech"](tmp_path, split="chapters")
+    assert len(df) == want["n"]
+    assert counts(df, "split") == want["per_split"]
+    for split in ("train", "valid", "test"):
+        assert set(df.loc[df["split"] == split, "label"]) == want["labels"]
+    test = df[df["split"] == "test"]
+    assert set(test["group"]) == want["test_chapters"]
+    assert set(test["clip_id"].str.rsplit("-", n=1).str[0]) == want["test_chapters"]
+    rest = df[df["split"] != "test"]
+    assert not set(rest["clip_id"].str.rsplit("-", n=1).str[0]) & want["test_chapters"]
+    assert set(df.loc[df["split"] == "valid", "clip_id"]) == want["valid"]
     assert [note.split()[1] for note in df.attrs["notes"]] == want["left_out"]
+    assert "single chapter" in df.attrs["notes"][0]
     manifest.check_no_leakage(df)
 
 
 def test_librispeech_split_rule_is_deterministic(tmp_path):
     layouts.make_librispeech(tmp_path)
-    first = ADAPTERS["librispeech"](tmp_path)
-    again = ADAPTERS["librispeech"](tmp_path / "LibriSpeech")  # root holding <subset>/ directly
-    pd.testing.assert_frame_equal(first, again)
-    chapters = ["121914", "121915", "121916", "128"]
-    assert librispeech.chapter_splits("39", chapters) == librispeech.chapter_splits(
-        "39", chapters[::-1])
+    for split in ("utterances", "chapters"):
+        first = ADAPTERS["librispeech"](tmp_path, split=split)
+        again = ADAPTERS["librispeech"](tmp_path / "LibriSpeech", split=split)  # <subset>/ there
+        pd.testing.assert_frame_equal(first, again)
+    rows = {c: [{"clip_id": f"39-{c}-0000"}, {"clip_id": f"39-{c}-0001"}]
+            for c in ["121914", "121915", "121916", "128"]}
+    assert librispeech.chapter_split("39", rows) == librispeech.chapter_split(
+        "39", dict(reversed(rows.items())))
 
 
-def test_icbhi_cycles(tmp_path):
+def test_icbhi_cycles_on_the_official_split(tmp_path):
     want = layouts.make_icbhi(tmp_path)
-    df = ADAPTERS["icbhi"](tmp_path)
+    df = build_manifest("icbhi", tmp_path)
     cycles = want["cycles"]
     assert len(df) == cycles["n"]
     assert counts(df, "split") == cycles["per_split"]
@@ -181,10 +200,39 @@ def test_icbhi_cycles(tmp_path):
     for clip_id, group in want["group_of"].items():
         assert df.loc[df["clip_id"].str.startswith(clip_id), "group"].eq(group).all()
     assert not df["clip_id"].str.startswith("102_").any()  # no annotated cycle
-    assert len(df.attrs["notes"]) == len(want["moved"])
+    assert set(df.attrs["leakage_exceptions"]) == set(want["crossing"])
+    assert len(df.attrs["notes"]) == len(want["crossing"])
+    for patient, (train, test) in want["crossing"].items():
+        assert any(note.startswith(f"patient {patient}: recordings in train ({train}) and in "
+                                   f"test ({test})") for note in df.attrs["notes"])
+    assert df.attrs.get("comparable", True)
+
+
+def test_icbhi_leakage_check_accepts_only_the_recorded_exception(tmp_path):
+    layouts.make_icbhi(tmp_path)
+    df = ADAPTERS["icbhi"](tmp_path)
+    manifest.validate(df)  # patients 104 and 105 cross, through the recorded exception
+    with pytest.raises(LeakageError, match="group"):
+        manifest.check_no_leakage(df)  # without the exception
+    df.attrs["leakage_exceptions"] = {"104": "official split"}
+    with pytest.raises(LeakageError, match="'105'"):
+        manifest.validate(df)
+    df.attrs["leakage_exceptions"] = {"104": "official", "105": "official"}
+    df.loc[df["clip_id"] == "103_2b2_Ar_mc_LittC2SE_0", "split"] = "test"  # a planted leak
+    with pytest.raises(LeakageError, match="'103'"):
+        manifest.validate(df)
+
+
+def test_icbhi_patient_disjoint_variant(tmp_path):
+    want = layouts.make_icbhi(tmp_path)
+    df = build_manifest("icbhi", tmp_path, {"patient_disjoint": True})
+    assert counts(df, "split") == want["cycles"]["per_split"]
     for stem, (before, after) in want["moved"].items():
         assert any(stem in note and f"from {before} to {after}" in note
                    for note in df.attrs["notes"])
+        assert (df.loc[df["clip_id"].str.startswith(stem), "split"] == after).all()
+    assert df.attrs["comparable"] is False and df.attrs["leakage_exceptions"] == {}
+    assert "not comparable" in df.attrs["notes"][-1]
     manifest.check_no_leakage(df)
 
 
@@ -193,24 +241,30 @@ def test_icbhi_flat_layout(tmp_path):
     assert len(ADAPTERS["icbhi"](tmp_path)) == want["cycles"]["n"]
 
 
-def test_icbhi_official_split_leaks_patients(tmp_path):
-    layouts.make_icbhi(tmp_path)
-    df = ADAPTERS["icbhi"](tmp_path, patient_disjoint=False)
-    assert row(df, "104_1b1_Ll_sc_Litt3200_0")["split"] == "test"
-    with pytest.raises(LeakageError):
-        build_manifest("icbhi", tmp_path, {"patient_disjoint": False})
-
-
-def test_icbhi_recordings(tmp_path):
+def test_icbhi_recordings_labelled_by_their_cycles(tmp_path):
     want = layouts.make_icbhi(tmp_path)
-    df = ADAPTERS["icbhi"](tmp_path, task="recordings")
+    df = build_manifest("icbhi", tmp_path, {"task": "recordings"})
     recordings = want["recordings"]
     assert len(df) == recordings["n"]
     assert counts(df, "split") == recordings["per_split"]
+    assert counts(df, "label") == recordings["per_label"]
     for clip_id, label in recordings["label_of"].items():
         assert row(df, clip_id)["label"] == label
+    for stem in recordings["left_out"]:
+        assert stem not in set(df["clip_id"])
+        assert any(stem in note and "no annotated cycle" in note for note in df.attrs["notes"])
     assert df["start"].isna().all()
-    manifest.check_no_leakage(df)
+
+
+def test_icbhi_recordings_labelled_by_diagnosis(tmp_path):
+    want = layouts.make_icbhi(tmp_path)["diagnosis"]
+    df = build_manifest("icbhi", tmp_path, {"task": "recordings", "label": "diagnosis"})
+    assert len(df) == want["n"]
+    assert counts(df, "split") == want["per_split"]
+    for clip_id, label in want["label_of"].items():
+        assert row(df, clip_id)["label"] == label
+    with pytest.raises(ValueError, match="applies to task 'recordings'"):
+        ADAPTERS["icbhi"](tmp_path, label="diagnosis")
 
 
 def test_custom_folders_and_csv(tmp_path):
@@ -301,7 +355,7 @@ BREAKS: dict[str, tuple[str, dict, Callable[[Path], Path]]] = {
     "libri-label": ("librispeech", {}, lambda r: _replace(
         r / LIBRI / "26/495/26-495.trans.txt", "26-495-0001", "27-495-0001")),
     "icbhi-split": ("icbhi", {}, lambda r: _unlink(r / "ICBHI_challenge_train_test.txt")),
-    "icbhi-diagnosis": ("icbhi", {"task": "recordings"},
+    "icbhi-diagnosis": ("icbhi", {"task": "recordings", "label": "diagnosis"},
                         lambda r: _unlink(r / "ICBHI_Challenge_diagnosis.txt")),
     "icbhi-annotation": ("icbhi", {},
                          lambda r: _unlink(r / ICBHI_DB / "101_1b1_Al_sc_Meditron.txt")),
@@ -309,7 +363,8 @@ BREAKS: dict[str, tuple[str, dict, Callable[[Path], Path]]] = {
                     lambda r: _unlink(r / ICBHI_DB / "103_2b2_Ar_mc_LittC2SE.wav")),
     "icbhi-flags": ("icbhi", {}, lambda r: _replace(
         r / ICBHI_DB / "103_2b2_Ar_mc_LittC2SE.txt", "0.6\t0.99\t0\t0", "0.6\t0.99\t2\t0")),
-    "icbhi-diagnosis-label": ("icbhi", {"task": "recordings"}, lambda r: _replace(
+    "icbhi-diagnosis-label": ("icbhi", {"task": "recordings", "label": "diagnosis"},
+                              lambda r: _replace(
         r / "ICBHI_Challenge_diagnosis.txt", "URTI", "Flu")),
 }
 
