@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from audioprobe import manifest
-from audioprobe.datasets import ADAPTERS, build_manifest, librispeech
-from audioprobe.errors import LayoutError, LeakageError
+from audioprobe.datasets import ADAPTERS, build_manifest, check_options, librispeech
+from audioprobe.errors import LayoutError, LeakageError, OptionError
 from tests.fixtures import layouts
 
 
@@ -80,21 +80,65 @@ def test_speechcommands_words(tmp_path):
     manifest.check_no_leakage(df)
 
 
-def test_speechcommands_12_classes_and_silence(tmp_path):
+def check_silence(df: pd.DataFrame, starts: dict[str, dict[str, tuple[float, float]]]) -> None:
+    """Every cropped _silence_ clip is 1 s inside its split's stretch of a noise file."""
+    silence = df[(df["label"] == "_silence_") & df["start"].notna()]
+    assert set(silence["split"]) == set(starts)
+    for clip in silence.itertuples():
+        noise = Path(clip.path)
+        assert noise.parent.name == "_background_noise_"
+        first, last = starts[clip.split][noise.name]
+        assert first <= clip.start <= last and clip.end == pytest.approx(clip.start + 1.0)
+        assert clip.group == f"{noise.name}:{clip.split}"
+
+
+def test_speechcommands_12_classes_balanced_as_input_data_py(tmp_path):
     want = layouts.make_speechcommands(tmp_path)["task12"]
-    df = ADAPTERS["speechcommands"](tmp_path, task="12")
+    df = build_manifest("speechcommands", tmp_path, {"task": "12"})
     assert len(df) == want["n"]
     assert set(df["label"]) == want["labels"]
     assert counts(df, "split") == want["per_split"]
-    for clip_id, label in want["label_of"].items():
+    assert counts(df, "label") == want["per_label"]
+    for clip_id, split in want["commands"].items():
+        assert row(df, clip_id)["split"] == split
+    for split, pool in want["unknown_from"].items():
+        drawn = set(df.loc[(df["label"] == "_unknown_") & (df["split"] == split), "clip_id"])
+        assert len(drawn) == 1 and drawn <= pool
+    check_silence(df, want["silence_starts"])
+    assert df.attrs["comparable"] is False
+    assert "not comparable" in df.attrs["notes"][0]
+    assert any(note.startswith("train: 4 command clips, 1 _unknown_ drawn from 2 clips of "
+                               "other words (1 not used), 1 _silence_") for note in df.attrs["notes"])
+    again = ADAPTERS["speechcommands"](tmp_path, task="12")  # seeded: the same draw every time
+    pd.testing.assert_frame_equal(df, again)
+
+
+def test_speechcommands_12_classes_on_the_official_test_set(tmp_path):
+    want = layouts.make_speechcommands(tmp_path, test_set=True)["task12"]["test_set"]
+    df = build_manifest("speechcommands", tmp_path, {"task": "12", "official_test": True})
+    assert len(df) == want["n"]
+    assert counts(df, "split") == want["per_split"]
+    test = df[df["split"] == "test"]
+    assert test["clip_id"].str.startswith("speech_commands_test_set_v0.02/").all()
+    for clip_id, label in want["test_label_of"].items():
         assert row(df, clip_id)["label"] == label
-    silence = df[df["label"] == "_silence_"].set_index("clip_id")
-    assert set(silence.index) == set(want["silence"])
-    for clip_id, (start, end, split, group) in want["silence"].items():
-        assert tuple(silence.loc[clip_id, ["start", "end", "split", "group"]]) == (
-            start, end, split, group)
-        assert Path(silence.loc[clip_id, "path"]).parent.name == "_background_noise_"
-    manifest.check_no_leakage(df)
+    for clip_id, group in want["test_group_of"].items():
+        assert row(df, clip_id)["group"] == group
+    check_silence(df, want["silence_starts"])
+    assert df.attrs["comparable"] is True
+    assert df.attrs["notes"][0].startswith("test set: the official archive "
+                                           "speech_commands_test_set_v0.02 (7 clips); the 5 clips")
+
+
+def test_speechcommands_official_test_set_missing_or_misplaced(tmp_path):
+    layouts.make_speechcommands(tmp_path)
+    with pytest.raises(LayoutError, match="speech_commands_test_set_v0.02"):
+        ADAPTERS["speechcommands"](tmp_path, task="12", official_test=True)
+    with pytest.raises(ValueError, match="task '12' only"):
+        ADAPTERS["speechcommands"](tmp_path, official_test=True)
+    layouts.write_audio(tmp_path / "speech_commands_test_set_v0.02" / "cat" / "a_nohash_0.wav")
+    with pytest.raises(LayoutError, match="'cat' is not a label"):
+        ADAPTERS["speechcommands"](tmp_path, task="12", official_test=True)
 
 
 def test_speechcommands_v1(tmp_path):
@@ -299,6 +343,58 @@ def test_build_manifest_validates(tmp_path, adapter):
     df = build_manifest(adapter, tmp_path, options)
     manifest.validate(df)
     assert df["clip_id"].is_unique
+
+
+# adapter: (comparable, the notes' first words in order, a side and its class counts)
+AUDITS = {
+    "esc50": (True, [], "1", {"chirping_birds": 1, "dog": 1, "fireworks": 3}),
+    "urbansound8k": (True, [], "10", {"car_horn": 2}),
+    "speechcommands": (False, ["test set: testing_list.txt balanced", "train: 4 command",
+                               "valid: 2 command", "test: 2 command", "_silence_: random 1 s"],
+                       "valid", {"_silence_": 1, "up": 1, "yes": 1}),
+    "nsynth": (True, ["official valid split set aside"], "valid", {"bass": 1, "keyboard": 2}),
+    "librispeech": (True, ["utterance-level split"], "test", {"19": 1, "26": 1, "32": 1, "39": 2}),
+    "icbhi": (True, ["patient 104: recordings in train (2)", "patient 105: recordings in train (1)"],
+              "train", {"both": 1, "crackle": 1, "normal": 3}),
+}
+
+
+@pytest.mark.parametrize("adapter", sorted(CASES))
+def test_notes_carry_what_each_adapter_did(tmp_path, adapter):
+    maker, options = CASES[adapter]
+    maker(tmp_path)
+    df = build_manifest(adapter, tmp_path, options)
+    path = tmp_path / "notes.json"
+    manifest.write_audit(manifest.audit(df, "name", adapter, options), path)
+    record = json.loads(path.read_text())
+    comparable, starts, side, side_counts = AUDITS[adapter]
+    assert (record["dataset"], record["adapter"], record["options"]) == ("name", adapter, options)
+    assert record["comparable"] is comparable
+    assert len(record["notes"]) == len(starts)
+    assert all(note.startswith(start) for note, start in zip(record["notes"], starts))
+    assert record["class_counts"][side] == side_counts
+    assert record["class_counts"]["all"] == counts(df, "label")
+    assert sum(sum(c.values()) for k, c in record["class_counts"].items() if k != "all") == len(df)
+    if adapter == "icbhi":
+        assert set(record["leakage_exceptions"]) == {"104", "105"}
+
+
+def test_options_are_checked_against_the_adapter_signature(tmp_path):
+    with pytest.raises(OptionError) as caught:
+        build_manifest("esc50", tmp_path, {"subsett": "esc10"})
+    assert str(caught.value) == "unknown key 'subsett' for adapter esc50; allowed keys: subset"
+    with pytest.raises(OptionError) as caught:
+        check_options("speechcommands", {"task": "twelve"})
+    assert str(caught.value) == ("task: 'twelve' is not allowed for adapter speechcommands; "
+                                 "allowed: 'words', '12'")
+    with pytest.raises(OptionError, match="version: '2' is not allowed .* allowed: 1, 2"):
+        check_options("speechcommands", {"version": "2"})
+    with pytest.raises(OptionError, match="patient_disjoint: 'yes' .* allowed: any bool"):
+        check_options("icbhi", {"patient_disjoint": "yes"})
+    with pytest.raises(OptionError, match="n_folds: 2.5 .* allowed: any int"):
+        check_options("custom", {"n_folds": 2.5})
+    check_options("librispeech", {"subset": "dev-clean", "split": "chapters"})
+    check_options("icbhi", {"task": "recordings", "label": "diagnosis", "patient_disjoint": True})
 
 
 def _unlink(path: Path) -> Path:

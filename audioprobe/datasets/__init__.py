@@ -77,4 +77,4 @@ def _admits(hint: Any, value: Any) -> bool:
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return ", ".join(repr(v) for v in typing.get_args(hint))
-    return f"a {hint.__name__}"
+    return f"any {hint.__name__}"
