@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from audioprobe import __version__, manifest
-from audioprobe.features.encoders import load_encoder, read_card
+from audioprobe.features.encoders import load_encoder, normalizes_waveform, read_card
 from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 
@@ -23,9 +23,10 @@ everything = manifest.read(snakemake.input.manifest)
 first = int(snakemake.wildcards.shard) * snakemake.params.shard_size
 clips = everything.iloc[first : first + snakemake.params.shard_size].reset_index(drop=True)
 options = snakemake.params.extraction
+encoder = load_encoder(card)
 rejected = extract(
     clips,
-    load_encoder(card),
+    encoder,
     Path(snakemake.output.store),
     attrs={
         "dataset": snakemake.wildcards.dataset,
@@ -36,6 +37,7 @@ rejected = extract(
         "config_hash": card["config_hash"],
         "protocol": manifest.protocol(everything),
         "audioprobe_version": __version__,
+        "waveform_normalized": normalizes_waveform(encoder),
     },
     batch_size=options["batch_size"],
     pooling=snakemake.params.pooling,
@@ -43,6 +45,7 @@ rejected = extract(
     device=options["device"],
     bad_audio=options["bad_audio"],
     max_seconds=options["max_seconds"],
+    max_clip_seconds=options["max_clip_seconds"],
     precision=options["precision"],
     resample=options["resample"],
 )
