@@ -33,8 +33,8 @@ def test_patch_grid(ast):
     assert (ast.rows, ast.columns, ast.time_stride) == (12, 19, 10)
 
 
-@pytest.mark.parametrize("samples, columns", [(400, 1), (1999, 1), (2000, 2), (8000, 5), (16000, 10),
-                                              (31840, 19), (32000, 19)])
+@pytest.mark.parametrize("samples, columns", [(400, 1), (1999, 1), (2000, 2), (8000, 5),
+                                              (16000, 10), (31840, 19), (32000, 19)])
 def test_columns_covered_follow_the_fbank_frames(ast, samples, columns):
     frames = kaldi.fbank(torch.zeros(1, samples), sample_frequency=16000,
                          window_type="hanning", num_mel_bins=128).shape[0]

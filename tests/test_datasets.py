@@ -108,7 +108,8 @@ def test_speechcommands_12_classes_balanced_as_input_data_py(tmp_path):
     assert df.attrs["comparable"] is False
     assert "not comparable" in df.attrs["notes"][0]
     assert any(note.startswith("train: 4 command clips, 1 _unknown_ drawn from 2 clips of "
-                               "other words (1 not used), 1 _silence_") for note in df.attrs["notes"])
+                               "other words (1 not used), 1 _silence_")
+               for note in df.attrs["notes"])
     again = ADAPTERS["speechcommands"](tmp_path, task="12")  # seeded: the same draw every time
     pd.testing.assert_frame_equal(df, again)
 
@@ -354,7 +355,8 @@ AUDITS = {
                        "valid", {"_silence_": 1, "up": 1, "yes": 1}),
     "nsynth": (True, ["official valid split set aside"], "valid", {"bass": 1, "keyboard": 2}),
     "librispeech": (True, ["utterance-level split"], "test", {"19": 1, "26": 1, "32": 1, "39": 2}),
-    "icbhi": (True, ["patient 104: recordings in train (2)", "patient 105: recordings in train (1)"],
+    "icbhi": (True, ["patient 104: recordings in train (2)",
+                     "patient 105: recordings in train (1)"],
               "train", {"both": 1, "crackle": 1, "normal": 3}),
 }
 

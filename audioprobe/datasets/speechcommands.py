@@ -128,9 +128,9 @@ def build(root: Path, version: Literal[1, 2] = 2, task: Task = "words",
 def _word_folders(root: Path, version: int) -> list[Path]:
     if not root.is_dir():
         raise LayoutError(f"Speech Commands: folder not found: {root}")
+    skip = (".", TEST_SET.format(version=""))  # hidden folders, unpacked test archives
     folders = sorted(
-        p for p in root.iterdir()
-        if p.is_dir() and p.name != NOISE and not p.name.startswith((".", TEST_SET.format(version="")))
+        p for p in root.iterdir() if p.is_dir() and p.name != NOISE and not p.name.startswith(skip)
     )
     for folder in folders:
         if folder.name not in WORDS[version]:
