@@ -119,6 +119,8 @@ def test_fixture_runs_end_to_end(every_dataset, name):
     # every clip is stored or rejected
     with h5py.File(workflow / f"results/features/{name}/logmel.h5") as f:
         assert f.attrs["complete"]
+        assert not f.attrs["waveform_normalized"]  # log-mel has no such step
+        assert (f.attrs["max_seconds"], f.attrs["max_clip_seconds"]) == (30, 600)
         stored = f["clip_id"].asstr()[...]
         assert f["features"].shape == (1, len(stored), 128)
     rejected = pd.read_csv(workflow / f"results/features/{name}/logmel.rejected.csv")
