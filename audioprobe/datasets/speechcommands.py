@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,7 @@ WORDS = {1: WORDS_V1, 2: WORDS_V1 + ("backward", "follow", "forward", "learn", "
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 Task = Literal["words", "12"]
-TASKS = ("words", "12")
+TASKS = get_args(Task)
 NOISE = "_background_noise_"
 HASH_DIVIDER = "_nohash_"
 LISTS = {"validation_list.txt": "valid", "testing_list.txt": "test"}
@@ -105,7 +105,7 @@ def build(root: Path, version: Literal[1, 2] = 2, task: Task = "words",
         row["split"] = split_of.get(row["clip_id"] + ".wav", "train")
     if task == "words":
         return manifest.make(rows)
-    notes = []
+    notes, tested = [], []
     if official_test:
         test_set = root / TEST_SET.format(version=version)
         unused = sum(row["split"] == "test" for row in rows)
@@ -119,7 +119,7 @@ def build(root: Path, version: Literal[1, 2] = 2, task: Task = "words",
                      "published 12-class results (SUPERB KS, HEAR)")
     regions = NOISE_REGIONS_WITH_TEST_SET if official_test else NOISE_REGIONS
     rows, balance_notes = _balance(rows, root / NOISE, regions)
-    df = manifest.make(rows + (tested if official_test else []))
+    df = manifest.make(rows + tested)
     df.attrs["notes"] = notes + balance_notes
     df.attrs["comparable"] = official_test
     return df
