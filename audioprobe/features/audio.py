@@ -40,7 +40,8 @@ def probe(path: str, start: float = math.nan, end: float = math.nan,
     if n < MIN_SECONDS * info.samplerate:
         raise AudioError(f"shorter than {MIN_SECONDS * 1000:.0f} ms ({n} samples)")
     if n > longest * info.samplerate:
-        raise AudioError(f"longer than {longest:g} s ({n / info.samplerate:.0f} s; "
+        limit = f"{longest / 60:g} minutes" if longest % 60 == 0 else f"{longest:g} s"
+        raise AudioError(f"longer than {limit} ({n / info.samplerate:.0f} s; "
                          "extraction.max_clip_seconds)")
     return info.samplerate, first, last
 
