@@ -256,16 +256,29 @@ def test_icbhi_cycles_on_the_official_split(tmp_path):
 def test_icbhi_leakage_check_accepts_only_the_recorded_exception(tmp_path):
     layouts.make_icbhi(tmp_path)
     df = ADAPTERS["icbhi"](tmp_path)
-    manifest.validate(df)  # patients 104 and 105 cross, through the recorded exception
+    manifest.validate(df)  # patients 156 and 218 cross, through the recorded exception
     with pytest.raises(LeakageError, match="group"):
         manifest.check_no_leakage(df)  # without the exception
-    df.attrs["leakage_exceptions"] = {"104": "official split"}
-    with pytest.raises(LeakageError, match="'105'"):
+    df.attrs["leakage_exceptions"] = {"156": "official split"}
+    with pytest.raises(LeakageError, match="'218'"):
         manifest.validate(df)
-    df.attrs["leakage_exceptions"] = {"104": "official", "105": "official"}
+    df.attrs["leakage_exceptions"] = {"156": "official", "218": "official"}
     df.loc[df["clip_id"] == "103_2b2_Ar_mc_LittC2SE_0", "split"] = "test"  # a planted leak
     with pytest.raises(LeakageError, match="'103'"):
         manifest.validate(df)
+
+
+def test_icbhi_refuses_a_split_file_with_other_patients_on_both_sides(tmp_path):
+    layouts.make_icbhi(tmp_path)
+    split_file = _replace(tmp_path / "ICBHI_challenge_train_test.txt",
+                          "101_1b1_Pr_sc_Meditron\ttest", "101_1b1_Pr_sc_Meditron\ttrain")
+    with pytest.raises(LeakageError) as caught:
+        ADAPTERS["icbhi"](tmp_path)
+    assert str(caught.value).startswith(f"{split_file}: patient 101 has recordings in train (1) "
+                                        "and in test (1); the published split has only patients "
+                                        "156 and 218 on both sides")
+    df = ADAPTERS["icbhi"](tmp_path, patient_disjoint=True)  # the strict variant still reads it
+    assert df.loc[df["clip_id"].str.startswith("101_"), "split"].eq("test").all()
 
 
 def test_icbhi_patient_disjoint_variant(tmp_path):
@@ -355,8 +368,8 @@ AUDITS = {
                        "valid", {"_silence_": 1, "up": 1, "yes": 1}),
     "nsynth": (True, ["official valid split set aside"], "valid", {"bass": 1, "keyboard": 2}),
     "librispeech": (True, ["utterance-level split"], "test", {"19": 1, "26": 1, "32": 1, "39": 2}),
-    "icbhi": (True, ["patient 104: recordings in train (2)",
-                     "patient 105: recordings in train (1)"],
+    "icbhi": (True, ["patient 156: recordings in train (2)",
+                     "patient 218: recordings in train (1)"],
               "train", {"both": 1, "crackle": 1, "normal": 3}),
 }
 
@@ -378,7 +391,7 @@ def test_notes_carry_what_each_adapter_did(tmp_path, adapter):
     assert record["class_counts"]["all"] == counts(df, "label")
     assert sum(sum(c.values()) for k, c in record["class_counts"].items() if k != "all") == len(df)
     if adapter == "icbhi":
-        assert set(record["leakage_exceptions"]) == {"104", "105"}
+        assert set(record["leakage_exceptions"]) == {"156", "218"}
 
 
 def test_options_are_checked_against_the_adapter_signature(tmp_path):

@@ -19,11 +19,12 @@ the diagnosis file; about 35 of the 920 recordings, and confounded with recordin
 device).
 
 Patient handling: the official split is by recording, and in the published
-``ICBHI_challenge_train_test.txt`` a few patients (156 and 218) have recordings on both sides, so a
-patient (the group) sits in train and in test. By default (``patient_disjoint=False``) the
-official list is kept exactly, as the published results use it; each such patient is listed in
-``df.attrs["notes"]`` and in ``df.attrs["leakage_exceptions"]``, the recorded exception through
-which alone the manifest's leakage check accepts them. With ``patient_disjoint=True`` (the strict
+``ICBHI_challenge_train_test.txt`` two patients (156: 9 train and 8 test recordings; 218: 4 and
+4) have recordings on both sides, so a patient (the group) sits in train and in test. By default
+(``patient_disjoint=False``) the official list is kept exactly, as the published results use it;
+those patients are listed in ``df.attrs["notes"]`` and in ``df.attrs["leakage_exceptions"]``, the
+recorded exception through which alone the manifest's leakage check accepts them. Any other
+patient on both sides means the file is not the published one, and is refused. With ``patient_disjoint=True`` (the strict
 variant) all recordings of such a patient go to the side that holds most of them (a tie goes to
 test, so the test set loses no patient), each move is listed in the notes, and the manifest is
 marked not comparable with results on the official split.
@@ -38,7 +39,7 @@ from typing import Literal, get_args
 import pandas as pd
 
 from audioprobe import manifest
-from audioprobe.errors import LayoutError
+from audioprobe.errors import LayoutError, LeakageError
 
 SPLIT_FILE = "ICBHI_challenge_train_test.txt"
 DIAGNOSIS_FILE = "ICBHI_Challenge_diagnosis.txt"
@@ -50,6 +51,7 @@ CYCLE_LABELS = {(0, 0): "normal", (1, 0): "crackle", (0, 1): "wheeze", (1, 1): "
 Task = Literal["cycles", "recordings"]
 RecordingLabel = Literal["annotations", "diagnosis"]
 TASKS = get_args(Task)
+OFFICIAL_CROSSING = ("156", "218")  # patients the published split file puts on both sides
 
 # The challenge site publishes no checksums for these files.
 ARCHIVES = [
@@ -74,6 +76,14 @@ def build(root: Path, task: Task = "cycles", patient_disjoint: bool = False,
     _require_recordings(recordings, split, split_file)
     crossing = _crossing_patients(split)
     exceptions: dict[str, str] = {}
+    unexpected = [patient for patient in crossing if patient not in OFFICIAL_CROSSING]
+    if unexpected and not patient_disjoint:
+        sides = crossing[unexpected[0]]
+        raise LeakageError(
+            f"{split_file}: patient {unexpected[0]} has recordings in train ({sides['train']}) "
+            f"and in test ({sides['test']}); the published split has only patients "
+            f"{' and '.join(OFFICIAL_CROSSING)} on both sides, so this is not the official file: "
+            "give the icbhi option patient_disjoint: true to keep each patient on one side")
     if patient_disjoint:
         split, notes = _patient_disjoint(split)
     else:
