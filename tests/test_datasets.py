@@ -107,6 +107,8 @@ def test_speechcommands_12_classes_balanced_as_input_data_py(tmp_path):
     check_silence(df, want["silence_starts"])
     assert df.attrs["comparable"] is False
     assert "not comparable" in df.attrs["notes"][0]
+    assert df.attrs["notes"][-1].endswith("; dude_miaowing.wav has no 1 s in its stretch for "
+                                          "train, valid, test")
     assert any(note.startswith("train: 4 command clips, 1 _unknown_ drawn from 2 clips of "
                                "other words (1 not used), 1 _silence_")
                for note in df.attrs["notes"])

@@ -218,10 +218,14 @@ def _balance(rows: list[dict], noise: Path, regions: dict[str, tuple[float, floa
         notes.append(f"{split}: {len(known)} command clips, {n_unknown} _unknown_ drawn from "
                      f"{len(unknown)} clips of other words ({len(unknown) - n_unknown} not "
                      f"used), {n_silence} _silence_ crops")
+    too_short = {name: [split for split, region in regions.items()
+                         if _crop_starts(seconds, region) is None]
+                 for name, seconds in lengths.items()}
     notes.append("_silence_: random 1 s crops of " + ", ".join(
         f"{name} ({seconds:g} s)" for name, seconds in lengths.items()) + "; per split from "
         + ", ".join(f"{split} {lo:.0%}-{hi:.0%}" for split, (lo, hi) in regions.items())
-        + " of each file")
+        + " of each file" + "".join(f"; {name} has no 1 s in its stretch for {', '.join(splits)}"
+                                    for name, splits in too_short.items() if splits))
     return kept, notes
 
 
@@ -240,15 +244,20 @@ def _noise_lengths(folder: Path) -> dict[str, float]:
     return lengths
 
 
+def _crop_starts(seconds: float, region: tuple[float, float]) -> tuple[int, int] | None:
+    """First and last start (milliseconds) of a 1 s crop inside ``region`` (fractions) of a file
+    of ``seconds``; None when no crop fits."""
+    first = math.ceil(region[0] * seconds * 1000)
+    last = math.floor((region[1] * seconds - 1) * 1000)
+    return (first, last) if last >= first else None
+
+
 def _silence_rows(folder: Path, lengths: dict[str, float], split: str,
                   region: tuple[float, float], n: int, rng: np.random.Generator) -> list[dict]:
     """``n`` random 1 s crops (file uniform, start uniform, to the millisecond) of the noise
     files' ``region`` (fractions of their length) for ``split``."""
-    spans = {  # first and last start, in milliseconds
-        name: (math.ceil(region[0] * seconds * 1000), math.floor((region[1] * seconds - 1) * 1000))
-        for name, seconds in lengths.items()
-    }
-    usable = sorted(name for name, (first, last) in spans.items() if last >= first)
+    spans = {name: _crop_starts(seconds, region) for name, seconds in lengths.items()}
+    usable = sorted(name for name, span in spans.items() if span is not None)
     if n and not usable:
         raise LayoutError(f"Speech Commands: no background noise file in {folder} has 1 s in "
                           f"its {region[0]:.0%}-{region[1]:.0%} stretch for {split} _silence_")
