@@ -19,3 +19,7 @@ class LeakageError(ManifestError):
 
 class AudioError(AudioprobeError):
     """An audio file cannot be used (unreadable, empty, NaN, too short or too long)."""
+
+
+class OptionError(AudioprobeError):
+    """A dataset adapter option that its ``build`` does not take, or a value it does not accept."""

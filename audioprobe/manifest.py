@@ -10,10 +10,19 @@ label    class name
 fold     official fold number (1-based), or NaN when the dataset has fixed splits
 split    "train", "valid" or "test", or empty when the dataset has folds
 group    what must never cross a split: speaker, source recording, patient
+
+An adapter records what it did beyond reading the layout in the frame's ``attrs``: ``notes``
+(strings: clips moved, dropped or added, departures from a published protocol), ``comparable``
+(False when the task departs from the protocol the published numbers use) and
+``leakage_exceptions`` ({group: reason}: groups a published split itself puts on two sides,
+accepted by the leakage check only when listed here). ``audit`` gathers them, with the class
+counts, into the ``{dataset}.notes.json`` written next to the manifest.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +69,10 @@ def protocol(df: pd.DataFrame) -> str:
 
 
 def validate(df: pd.DataFrame, name: str = "manifest", check_files: bool = True) -> None:
-    """Raise ManifestError with a message naming the problem if the manifest breaks the contract."""
+    """Raise ManifestError with a message naming the problem if the manifest breaks the contract.
+
+    Groups listed in ``df.attrs["leakage_exceptions"]`` may sit on two sides (see the module doc).
+    """
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise ManifestError(f"{name}: missing columns {missing}")
@@ -93,14 +105,16 @@ def validate(df: pd.DataFrame, name: str = "manifest", check_files: bool = True)
         for path in df["path"].unique():
             if not Path(path).is_file():
                 raise ManifestError(f"{name}: audio file not found: {path}")
-    check_no_leakage(df, name)
+    check_no_leakage(df, name, allowed=df.attrs.get("leakage_exceptions", {}))
 
 
-def check_no_leakage(df: pd.DataFrame, name: str = "manifest") -> None:
-    """Refuse a manifest in which one group sits in more than one fold or split."""
+def check_no_leakage(df: pd.DataFrame, name: str = "manifest",
+                     allowed: Collection[str] = ()) -> None:
+    """Refuse a manifest in which one group sits in more than one fold or split; ``allowed``:
+    groups exempted by a recorded exception."""
     side = df["fold"].astype(str) if protocol(df) == "folds" else df["split"]
     sides_per_group = side.groupby(df["group"]).nunique()
-    leaked = sides_per_group[sides_per_group > 1]
+    leaked = sides_per_group[(sides_per_group > 1) & ~sides_per_group.index.isin(list(allowed))]
     if len(leaked):
         example = leaked.index[0]
         where = sorted(side[df["group"] == example].unique())
@@ -108,6 +122,34 @@ def check_no_leakage(df: pd.DataFrame, name: str = "manifest") -> None:
             f"{name}: {len(leaked)} group(s) sit on both sides of a split, "
             f"e.g. group {example!r} in {where}; every clip of a group must share one fold/split"
         )
+
+
+def audit(df: pd.DataFrame, dataset: str, adapter: str, options: dict | None = None) -> dict:
+    """What a manifest's adapter recorded, with the class counts per side, as JSON-ready dict:
+    dataset, adapter, options, comparable, notes, leakage_exceptions and class_counts
+    ({"all" and each split or fold: {label: clips}})."""
+    if protocol(df) == "folds":
+        side, names = df["fold"].astype(str), [str(k) for k in sorted(df["fold"].unique())]
+    else:
+        side, names = df["split"], [s for s in SPLITS if (df["split"] == s).any()]
+    counts = {"all": df["label"].value_counts().sort_index().to_dict()}
+    for name in names:
+        counts[name] = df.loc[side == name, "label"].value_counts().sort_index().to_dict()
+    return {
+        "dataset": dataset,
+        "adapter": adapter,
+        "options": dict(options or {}),
+        "comparable": bool(df.attrs.get("comparable", True)),
+        "notes": [str(note) for note in df.attrs.get("notes", [])],
+        "leakage_exceptions": dict(df.attrs.get("leakage_exceptions", {})),
+        "class_counts": {name: {str(k): int(v) for k, v in c.items()}
+                         for name, c in counts.items()},
+    }
+
+
+def write_audit(record: dict, path: str | Path) -> None:
+    """Write ``audit``'s record as indented JSON."""
+    Path(path).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def write(df: pd.DataFrame, path: str | Path) -> None:

@@ -1,8 +1,13 @@
 import csv
 import math
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
+from audioprobe.datasets import check_options
+from audioprobe.errors import OptionError
 
 
 def validate_config():
@@ -48,6 +53,18 @@ def check_dataset_roots():
 check_dataset_roots()
 
 
+def check_adapter_options():
+    """Stop before any job when a dataset's options are not ones its adapter takes."""
+    for name, spec in config["datasets"].items():
+        try:
+            check_options(spec["adapter"], spec.get("options"))
+        except OptionError as error:
+            raise WorkflowError(f"config: datasets.{name}.options: {error}") from None
+
+
+check_adapter_options()
+
+
 def dataset_root_input(wildcards):
     """What the manifest rule needs before it can read a dataset's root.
 
@@ -80,7 +97,7 @@ def stored_extraction_settings():
     """
     return {
         key: config["extraction"][key]
-        for key in ("precision", "max_seconds", "bad_audio")
+        for key in ("precision", "max_seconds", "max_clip_seconds", "bad_audio")
     }
 
 
@@ -171,6 +188,7 @@ def report_inputs(wildcards):
             model=MODELS,
         ),
         "manifests": expand("results/manifests/{dataset}.csv", dataset=DATASETS),
+        "notes": expand("results/manifests/{dataset}.notes.json", dataset=DATASETS),
         "cards": expand("resources/models/{model}.json", model=MODELS),
         "benchmarks": list(dict.fromkeys(benchmarks)),
     }

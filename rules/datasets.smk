@@ -33,6 +33,7 @@ checkpoint manifest:
         root=dataset_root_input,
     output:
         manifest="results/manifests/{dataset}.csv",
+        notes="results/manifests/{dataset}.notes.json",
     log:
         "logs/manifests/{dataset}.log",
     benchmark:

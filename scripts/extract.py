@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from audioprobe import __version__, manifest
-from audioprobe.features.encoders import load_encoder, read_card
+from audioprobe.features.encoders import load_encoder, normalizes_waveform, read_card
 from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 
@@ -25,9 +25,10 @@ clips = everything.iloc[first : first + snakemake.params.shard_size].reset_index
 stored = snakemake.params.stored
 # runtime settings: not params, so that changing them re-extracts nothing
 runtime = snakemake.config["extraction"]
+encoder = load_encoder(card)
 rejected = extract(
     clips,
-    load_encoder(card),
+    encoder,
     Path(snakemake.output.store),
     attrs={
         "dataset": snakemake.wildcards.dataset,
@@ -38,6 +39,7 @@ rejected = extract(
         "config_hash": card["config_hash"],
         "protocol": manifest.protocol(everything),
         "audioprobe_version": __version__,
+        "waveform_normalized": normalizes_waveform(encoder),
     },
     batch_size=runtime["batch_size"],
     pooling=snakemake.params.pooling,
@@ -45,6 +47,7 @@ rejected = extract(
     device=runtime["device"],
     bad_audio=stored["bad_audio"],
     max_seconds=stored["max_seconds"],
+    max_clip_seconds=stored["max_clip_seconds"],
     precision=stored["precision"],
     resample=runtime["resample"],
 )

@@ -1,5 +1,6 @@
-"""Read a dataset's published layout into a validated manifest."""
+"""Read a dataset's published layout into a validated manifest and its notes."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -10,6 +11,18 @@ from audioprobe.datasets import build_manifest
 from audioprobe.joblog import to_file
 
 to_file(snakemake.log[0])
+log = logging.getLogger("manifest")
 spec = snakemake.params.spec
-table = build_manifest(spec["adapter"], spec["root"], spec.get("options", {}))
+options = spec.get("options", {})
+table = build_manifest(spec["adapter"], spec["root"], options)
+record = manifest.audit(table, snakemake.wildcards.dataset, spec["adapter"], options)
+log.info("%s: %d clips; comparable with published results: %s", record["dataset"], len(table),
+         record["comparable"])
+for note in record["notes"]:
+    log.info("note: %s", note)
+for group, reason in record["leakage_exceptions"].items():
+    log.info("leakage exception: group %s: %s", group, reason)
+for side, counts in record["class_counts"].items():
+    log.info("class counts (%s): %s", side, counts)
 manifest.write(table, snakemake.output.manifest)
+manifest.write_audit(record, snakemake.output.notes)

@@ -13,12 +13,14 @@ import torch
 from audioprobe.features.encoders import read_card
 from audioprobe.features.store import open_store
 from audioprobe.joblog import to_file
+from audioprobe.probes.label import extraction_settings
 from audioprobe.probes.run import probe_store
 
 to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
+store = open_store(snakemake.input.store)
 runs, predictions, probes = probe_store(
-    open_store(snakemake.input.store),
+    store,
     snakemake.wildcards.probe,
     snakemake.params.spec,
     snakemake.params.protocol,
@@ -27,4 +29,5 @@ runs.insert(0, "model", snakemake.wildcards.model)
 runs.insert(0, "dataset", snakemake.wildcards.dataset)
 runs.to_csv(snakemake.output.runs, index=False)
 predictions.to_csv(snakemake.output.predictions, index=False)
-torch.save(probes | {"card": read_card(snakemake.input.card)}, snakemake.output.probes)
+torch.save(probes | {"card": read_card(snakemake.input.card),
+                     "extraction": extraction_settings(store.attrs)}, snakemake.output.probes)

@@ -60,3 +60,18 @@ def test_unknown_adapter_is_named(workflow):
     config["datasets"]["demo"]["adapter"] = "esc-50"
     output = dry_run_with(workflow, config)
     assert "esc-50" in output
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"subsett": "esc10"}, "config: datasets.esc.options: unknown key 'subsett' for adapter "
+                           "esc50; allowed keys: subset"),
+    ({"subset": "esc-10"}, "config: datasets.esc.options: subset: 'esc-10' is not allowed for "
+                           "adapter esc50; allowed: 'esc50', 'esc10'"),
+])
+def test_bad_adapter_option_is_named_before_any_job(workflow, options, message):
+    (workflow / "esc").mkdir()
+    config = base()
+    config["datasets"]["esc"] = {"adapter": "esc50", "root": "esc", "options": options}
+    output = dry_run_with(workflow, config)
+    assert message in output
+    assert "Traceback" not in output and "TypeError" not in output

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from audioprobe import manifest
-from audioprobe.datasets import ADAPTERS, build_manifest, librispeech
-from audioprobe.errors import LayoutError, LeakageError
+from audioprobe.datasets import ADAPTERS, build_manifest, check_options, librispeech
+from audioprobe.errors import LayoutError, LeakageError, OptionError
 from tests.fixtures import layouts
 
 
@@ -80,21 +80,68 @@ def test_speechcommands_words(tmp_path):
     manifest.check_no_leakage(df)
 
 
-def test_speechcommands_12_classes_and_silence(tmp_path):
+def check_silence(df: pd.DataFrame, starts: dict[str, dict[str, tuple[float, float]]]) -> None:
+    """Every cropped _silence_ clip is 1 s inside its split's stretch of a noise file."""
+    silence = df[(df["label"] == "_silence_") & df["start"].notna()]
+    assert set(silence["split"]) == set(starts)
+    for clip in silence.itertuples():
+        noise = Path(clip.path)
+        assert noise.parent.name == "_background_noise_"
+        first, last = starts[clip.split][noise.name]
+        assert first <= clip.start <= last and clip.end == pytest.approx(clip.start + 1.0)
+        assert clip.group == f"{noise.name}:{clip.split}"
+
+
+def test_speechcommands_12_classes_balanced_as_input_data_py(tmp_path):
     want = layouts.make_speechcommands(tmp_path)["task12"]
-    df = ADAPTERS["speechcommands"](tmp_path, task="12")
+    df = build_manifest("speechcommands", tmp_path, {"task": "12"})
     assert len(df) == want["n"]
     assert set(df["label"]) == want["labels"]
     assert counts(df, "split") == want["per_split"]
-    for clip_id, label in want["label_of"].items():
+    assert counts(df, "label") == want["per_label"]
+    for clip_id, split in want["commands"].items():
+        assert row(df, clip_id)["split"] == split
+    for split, pool in want["unknown_from"].items():
+        drawn = set(df.loc[(df["label"] == "_unknown_") & (df["split"] == split), "clip_id"])
+        assert len(drawn) == 1 and drawn <= pool
+    check_silence(df, want["silence_starts"])
+    assert df.attrs["comparable"] is False
+    assert "not comparable" in df.attrs["notes"][0]
+    assert df.attrs["notes"][-1].endswith("; dude_miaowing.wav has no 1 s in its stretch for "
+                                          "train, valid, test")
+    assert any(note.startswith("train: 4 command clips, 1 _unknown_ drawn from 2 clips of "
+                               "other words (1 not used), 1 _silence_")
+               for note in df.attrs["notes"])
+    again = ADAPTERS["speechcommands"](tmp_path, task="12")  # seeded: the same draw every time
+    pd.testing.assert_frame_equal(df, again)
+
+
+def test_speechcommands_12_classes_on_the_official_test_set(tmp_path):
+    want = layouts.make_speechcommands(tmp_path, test_set=True)["task12"]["test_set"]
+    df = build_manifest("speechcommands", tmp_path, {"task": "12", "official_test": True})
+    assert len(df) == want["n"]
+    assert counts(df, "split") == want["per_split"]
+    test = df[df["split"] == "test"]
+    assert test["clip_id"].str.startswith("speech_commands_test_set_v0.02/").all()
+    for clip_id, label in want["test_label_of"].items():
         assert row(df, clip_id)["label"] == label
-    silence = df[df["label"] == "_silence_"].set_index("clip_id")
-    assert set(silence.index) == set(want["silence"])
-    for clip_id, (start, end, split, group) in want["silence"].items():
-        assert tuple(silence.loc[clip_id, ["start", "end", "split", "group"]]) == (
-            start, end, split, group)
-        assert Path(silence.loc[clip_id, "path"]).parent.name == "_background_noise_"
-    manifest.check_no_leakage(df)
+    for clip_id, group in want["test_group_of"].items():
+        assert row(df, clip_id)["group"] == group
+    check_silence(df, want["silence_starts"])
+    assert df.attrs["comparable"] is True
+    assert df.attrs["notes"][0].startswith("test set: the official archive "
+                                           "speech_commands_test_set_v0.02 (7 clips); the 5 clips")
+
+
+def test_speechcommands_official_test_set_missing_or_misplaced(tmp_path):
+    layouts.make_speechcommands(tmp_path)
+    with pytest.raises(LayoutError, match="speech_commands_test_set_v0.02"):
+        ADAPTERS["speechcommands"](tmp_path, task="12", official_test=True)
+    with pytest.raises(ValueError, match="task '12' only"):
+        ADAPTERS["speechcommands"](tmp_path, official_test=True)
+    layouts.write_audio(tmp_path / "speech_commands_test_set_v0.02" / "cat" / "a_nohash_0.wav")
+    with pytest.raises(LayoutError, match="'cat' is not a label"):
+        ADAPTERS["speechcommands"](tmp_path, task="12", official_test=True)
 
 
 def test_speechcommands_v1(tmp_path):
@@ -143,34 +190,53 @@ def test_nsynth_label_option(tmp_path):
         assert row(pitches, clip_id)["label"] == pitch
 
 
-def test_librispeech_holds_out_whole_chapters(tmp_path):
+def test_librispeech_every_speaker_in_every_split(tmp_path):
     want = layouts.make_librispeech(tmp_path)
     df = ADAPTERS["librispeech"](tmp_path)
     assert len(df) == want["n"]
-    assert set(df["label"]) == want["labels"]
     assert counts(df, "split") == want["per_split"]
-    split_of_group = df.groupby("group")["split"].unique()
-    assert {g: list(s) for g, s in split_of_group.items()} == {
-        g: [s] for g, s in want["chapter_split"].items()}
-    for split in ("train", "test"):
+    for split in ("train", "valid", "test"):  # speakers of 1, 2, 3 and 4 chapters alike
         assert set(df.loc[df["split"] == split, "label"]) == want["labels"]
+    held = df[df["split"] != "train"].set_index("clip_id")["split"].to_dict()
+    assert held == want["split_of"]
+    assert (df["group"] == df["clip_id"]).all()
+    assert len(df.attrs["notes"]) == 1 and "utterance-level split" in df.attrs["notes"][0]
+    manifest.check_no_leakage(df)
+
+
+def test_librispeech_chapter_disjoint_option(tmp_path):
+    want = layouts.make_librispeech(tmp_path)["chapters"]
+    df = ADAPTERS["librispeech"](tmp_path, split="chapters")
+    assert len(df) == want["n"]
+    assert counts(df, "split") == want["per_split"]
+    for split in ("train", "valid", "test"):
+        assert set(df.loc[df["split"] == split, "label"]) == want["labels"]
+    test = df[df["split"] == "test"]
+    assert set(test["group"]) == want["test_chapters"]
+    assert set(test["clip_id"].str.rsplit("-", n=1).str[0]) == want["test_chapters"]
+    rest = df[df["split"] != "test"]
+    assert not set(rest["clip_id"].str.rsplit("-", n=1).str[0]) & want["test_chapters"]
+    assert set(df.loc[df["split"] == "valid", "clip_id"]) == want["valid"]
     assert [note.split()[1] for note in df.attrs["notes"]] == want["left_out"]
+    assert "single chapter" in df.attrs["notes"][0]
     manifest.check_no_leakage(df)
 
 
 def test_librispeech_split_rule_is_deterministic(tmp_path):
     layouts.make_librispeech(tmp_path)
-    first = ADAPTERS["librispeech"](tmp_path)
-    again = ADAPTERS["librispeech"](tmp_path / "LibriSpeech")  # root holding <subset>/ directly
-    pd.testing.assert_frame_equal(first, again)
-    chapters = ["121914", "121915", "121916", "128"]
-    assert librispeech.chapter_splits("39", chapters) == librispeech.chapter_splits(
-        "39", chapters[::-1])
+    for split in ("utterances", "chapters"):
+        first = ADAPTERS["librispeech"](tmp_path, split=split)
+        again = ADAPTERS["librispeech"](tmp_path / "LibriSpeech", split=split)  # <subset>/ there
+        pd.testing.assert_frame_equal(first, again)
+    rows = {c: [{"clip_id": f"39-{c}-0000"}, {"clip_id": f"39-{c}-0001"}]
+            for c in ["121914", "121915", "121916", "128"]}
+    assert librispeech.chapter_split("39", rows) == librispeech.chapter_split(
+        "39", dict(reversed(rows.items())))
 
 
-def test_icbhi_cycles(tmp_path):
+def test_icbhi_cycles_on_the_official_split(tmp_path):
     want = layouts.make_icbhi(tmp_path)
-    df = ADAPTERS["icbhi"](tmp_path)
+    df = build_manifest("icbhi", tmp_path)
     cycles = want["cycles"]
     assert len(df) == cycles["n"]
     assert counts(df, "split") == cycles["per_split"]
@@ -181,10 +247,52 @@ def test_icbhi_cycles(tmp_path):
     for clip_id, group in want["group_of"].items():
         assert df.loc[df["clip_id"].str.startswith(clip_id), "group"].eq(group).all()
     assert not df["clip_id"].str.startswith("102_").any()  # no annotated cycle
-    assert len(df.attrs["notes"]) == len(want["moved"])
+    assert set(df.attrs["leakage_exceptions"]) == set(want["crossing"])
+    assert len(df.attrs["notes"]) == len(want["crossing"])
+    for patient, (train, test) in want["crossing"].items():
+        assert any(note.startswith(f"patient {patient}: recordings in train ({train}) and in "
+                                   f"test ({test})") for note in df.attrs["notes"])
+    assert df.attrs.get("comparable", True)
+
+
+def test_icbhi_leakage_check_accepts_only_the_recorded_exception(tmp_path):
+    layouts.make_icbhi(tmp_path)
+    df = ADAPTERS["icbhi"](tmp_path)
+    manifest.validate(df)  # patients 156 and 218 cross, through the recorded exception
+    with pytest.raises(LeakageError, match="group"):
+        manifest.check_no_leakage(df)  # without the exception
+    df.attrs["leakage_exceptions"] = {"156": "official split"}
+    with pytest.raises(LeakageError, match="'218'"):
+        manifest.validate(df)
+    df.attrs["leakage_exceptions"] = {"156": "official", "218": "official"}
+    df.loc[df["clip_id"] == "103_2b2_Ar_mc_LittC2SE_0", "split"] = "test"  # a planted leak
+    with pytest.raises(LeakageError, match="'103'"):
+        manifest.validate(df)
+
+
+def test_icbhi_refuses_a_split_file_with_other_patients_on_both_sides(tmp_path):
+    layouts.make_icbhi(tmp_path)
+    split_file = _replace(tmp_path / "ICBHI_challenge_train_test.txt",
+                          "101_1b1_Pr_sc_Meditron\ttest", "101_1b1_Pr_sc_Meditron\ttrain")
+    with pytest.raises(LeakageError) as caught:
+        ADAPTERS["icbhi"](tmp_path)
+    assert str(caught.value).startswith(f"{split_file}: patient 101 has recordings in train (1) "
+                                        "and in test (1); the published split has only patients "
+                                        "156 and 218 on both sides")
+    df = ADAPTERS["icbhi"](tmp_path, patient_disjoint=True)  # the strict variant still reads it
+    assert df.loc[df["clip_id"].str.startswith("101_"), "split"].eq("test").all()
+
+
+def test_icbhi_patient_disjoint_variant(tmp_path):
+    want = layouts.make_icbhi(tmp_path)
+    df = build_manifest("icbhi", tmp_path, {"patient_disjoint": True})
+    assert counts(df, "split") == want["cycles"]["per_split"]
     for stem, (before, after) in want["moved"].items():
         assert any(stem in note and f"from {before} to {after}" in note
                    for note in df.attrs["notes"])
+        assert (df.loc[df["clip_id"].str.startswith(stem), "split"] == after).all()
+    assert df.attrs["comparable"] is False and df.attrs["leakage_exceptions"] == {}
+    assert "not comparable" in df.attrs["notes"][-1]
     manifest.check_no_leakage(df)
 
 
@@ -193,24 +301,30 @@ def test_icbhi_flat_layout(tmp_path):
     assert len(ADAPTERS["icbhi"](tmp_path)) == want["cycles"]["n"]
 
 
-def test_icbhi_official_split_leaks_patients(tmp_path):
-    layouts.make_icbhi(tmp_path)
-    df = ADAPTERS["icbhi"](tmp_path, patient_disjoint=False)
-    assert row(df, "104_1b1_Ll_sc_Litt3200_0")["split"] == "test"
-    with pytest.raises(LeakageError):
-        build_manifest("icbhi", tmp_path, {"patient_disjoint": False})
-
-
-def test_icbhi_recordings(tmp_path):
+def test_icbhi_recordings_labelled_by_their_cycles(tmp_path):
     want = layouts.make_icbhi(tmp_path)
-    df = ADAPTERS["icbhi"](tmp_path, task="recordings")
+    df = build_manifest("icbhi", tmp_path, {"task": "recordings"})
     recordings = want["recordings"]
     assert len(df) == recordings["n"]
     assert counts(df, "split") == recordings["per_split"]
+    assert counts(df, "label") == recordings["per_label"]
     for clip_id, label in recordings["label_of"].items():
         assert row(df, clip_id)["label"] == label
+    for stem in recordings["left_out"]:
+        assert stem not in set(df["clip_id"])
+        assert any(stem in note and "no annotated cycle" in note for note in df.attrs["notes"])
     assert df["start"].isna().all()
-    manifest.check_no_leakage(df)
+
+
+def test_icbhi_recordings_labelled_by_diagnosis(tmp_path):
+    want = layouts.make_icbhi(tmp_path)["diagnosis"]
+    df = build_manifest("icbhi", tmp_path, {"task": "recordings", "label": "diagnosis"})
+    assert len(df) == want["n"]
+    assert counts(df, "split") == want["per_split"]
+    for clip_id, label in want["label_of"].items():
+        assert row(df, clip_id)["label"] == label
+    with pytest.raises(ValueError, match="applies to task 'recordings'"):
+        ADAPTERS["icbhi"](tmp_path, label="diagnosis")
 
 
 def test_custom_folders_and_csv(tmp_path):
@@ -245,6 +359,59 @@ def test_build_manifest_validates(tmp_path, adapter):
     df = build_manifest(adapter, tmp_path, options)
     manifest.validate(df)
     assert df["clip_id"].is_unique
+
+
+# adapter: (comparable, the notes' first words in order, a side and its class counts)
+AUDITS = {
+    "esc50": (True, [], "1", {"chirping_birds": 1, "dog": 1, "fireworks": 3}),
+    "urbansound8k": (True, [], "10", {"car_horn": 2}),
+    "speechcommands": (False, ["test set: testing_list.txt balanced", "train: 4 command",
+                               "valid: 2 command", "test: 2 command", "_silence_: random 1 s"],
+                       "valid", {"_silence_": 1, "up": 1, "yes": 1}),
+    "nsynth": (True, ["official valid split set aside"], "valid", {"bass": 1, "keyboard": 2}),
+    "librispeech": (True, ["utterance-level split"], "test", {"19": 1, "26": 1, "32": 1, "39": 2}),
+    "icbhi": (True, ["patient 156: recordings in train (2)",
+                     "patient 218: recordings in train (1)"],
+              "train", {"both": 1, "crackle": 1, "normal": 3}),
+}
+
+
+@pytest.mark.parametrize("adapter", sorted(CASES))
+def test_notes_carry_what_each_adapter_did(tmp_path, adapter):
+    maker, options = CASES[adapter]
+    maker(tmp_path)
+    df = build_manifest(adapter, tmp_path, options)
+    path = tmp_path / "notes.json"
+    manifest.write_audit(manifest.audit(df, "name", adapter, options), path)
+    record = json.loads(path.read_text())
+    comparable, starts, side, side_counts = AUDITS[adapter]
+    assert (record["dataset"], record["adapter"], record["options"]) == ("name", adapter, options)
+    assert record["comparable"] is comparable
+    assert len(record["notes"]) == len(starts)
+    assert all(note.startswith(start) for note, start in zip(record["notes"], starts))
+    assert record["class_counts"][side] == side_counts
+    assert record["class_counts"]["all"] == counts(df, "label")
+    assert sum(sum(c.values()) for k, c in record["class_counts"].items() if k != "all") == len(df)
+    if adapter == "icbhi":
+        assert set(record["leakage_exceptions"]) == {"156", "218"}
+
+
+def test_options_are_checked_against_the_adapter_signature(tmp_path):
+    with pytest.raises(OptionError) as caught:
+        build_manifest("esc50", tmp_path, {"subsett": "esc10"})
+    assert str(caught.value) == "unknown key 'subsett' for adapter esc50; allowed keys: subset"
+    with pytest.raises(OptionError) as caught:
+        check_options("speechcommands", {"task": "twelve"})
+    assert str(caught.value) == ("task: 'twelve' is not allowed for adapter speechcommands; "
+                                 "allowed: 'words', '12'")
+    with pytest.raises(OptionError, match="version: '2' is not allowed .* allowed: 1, 2"):
+        check_options("speechcommands", {"version": "2"})
+    with pytest.raises(OptionError, match="patient_disjoint: 'yes' .* allowed: any bool"):
+        check_options("icbhi", {"patient_disjoint": "yes"})
+    with pytest.raises(OptionError, match="n_folds: 2.5 .* allowed: any int"):
+        check_options("custom", {"n_folds": 2.5})
+    check_options("librispeech", {"subset": "dev-clean", "split": "chapters"})
+    check_options("icbhi", {"task": "recordings", "label": "diagnosis", "patient_disjoint": True})
 
 
 def _unlink(path: Path) -> Path:
@@ -301,7 +468,7 @@ BREAKS: dict[str, tuple[str, dict, Callable[[Path], Path]]] = {
     "libri-label": ("librispeech", {}, lambda r: _replace(
         r / LIBRI / "26/495/26-495.trans.txt", "26-495-0001", "27-495-0001")),
     "icbhi-split": ("icbhi", {}, lambda r: _unlink(r / "ICBHI_challenge_train_test.txt")),
-    "icbhi-diagnosis": ("icbhi", {"task": "recordings"},
+    "icbhi-diagnosis": ("icbhi", {"task": "recordings", "label": "diagnosis"},
                         lambda r: _unlink(r / "ICBHI_Challenge_diagnosis.txt")),
     "icbhi-annotation": ("icbhi", {},
                          lambda r: _unlink(r / ICBHI_DB / "101_1b1_Al_sc_Meditron.txt")),
@@ -309,7 +476,8 @@ BREAKS: dict[str, tuple[str, dict, Callable[[Path], Path]]] = {
                     lambda r: _unlink(r / ICBHI_DB / "103_2b2_Ar_mc_LittC2SE.wav")),
     "icbhi-flags": ("icbhi", {}, lambda r: _replace(
         r / ICBHI_DB / "103_2b2_Ar_mc_LittC2SE.txt", "0.6\t0.99\t0\t0", "0.6\t0.99\t2\t0")),
-    "icbhi-diagnosis-label": ("icbhi", {"task": "recordings"}, lambda r: _replace(
+    "icbhi-diagnosis-label": ("icbhi", {"task": "recordings", "label": "diagnosis"},
+                              lambda r: _replace(
         r / "ICBHI_Challenge_diagnosis.txt", "URTI", "Flu")),
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from audioprobe.datasets import ADAPTERS, icbhi
+from audioprobe.datasets import ADAPTERS, icbhi, speechcommands
 from audioprobe.datasets.download import DownloadError, archives, download_dataset, extract, fetch
 from tests.fixtures import layouts
 
@@ -43,7 +43,7 @@ def test_download_dataset_zip_strips_the_top_folder(tmp_path, server):
 
 def test_download_dataset_fetches_archives_and_plain_files(tmp_path, server, monkeypatch):
     served, base = server
-    layouts.make_icbhi(tmp_path / "src")
+    want = layouts.make_icbhi(tmp_path / "src")
     names = ["ICBHI_final_database.zip", "ICBHI_challenge_train_test.txt",
              "ICBHI_Challenge_diagnosis.txt"]
     shutil.make_archive(str(served / "ICBHI_final_database"), "zip", tmp_path / "src",
@@ -53,7 +53,27 @@ def test_download_dataset_fetches_archives_and_plain_files(tmp_path, server, mon
     monkeypatch.setattr(icbhi, "ARCHIVES", [{"url": f"{base}/{name}"} for name in names])
     root = download_dataset("icbhi", tmp_path / "icbhi", {"task": "recordings"})
     assert sorted(p.name for p in root.iterdir()) == sorted(["ICBHI_final_database", *names[1:]])
-    assert len(ADAPTERS["icbhi"](root, task="recordings")) == len(layouts.ICBHI_RECORDINGS)
+    assert len(ADAPTERS["icbhi"](root, task="recordings")) == want["recordings"]["n"]
+
+
+def test_download_unpacks_the_speech_commands_test_set_into_its_folder(tmp_path, server,
+                                                                       monkeypatch):
+    served, base = server
+    want = layouts.make_speechcommands(tmp_path / "src", test_set=True)["task12"]["test_set"]
+    test_set = "speech_commands_test_set_v0.02"
+    shutil.make_archive(str(served / test_set), "gztar", tmp_path / "src" / test_set)
+    shutil.move(tmp_path / "src" / test_set, tmp_path / test_set)
+    shutil.make_archive(str(served / "speech_commands_v0.02"), "gztar", tmp_path / "src")
+    official = [a for a in speechcommands.ARCHIVES if a["options"]["version"] == 2]
+    assert [a.get("into") for a in official] == [None, test_set]
+    monkeypatch.setattr(speechcommands, "ARCHIVES", [
+        a | {"url": f"{base}/{Path(a['url']).name}", "md5": None, "sha256": None}
+        for a in official])
+    options = {"task": "12", "official_test": True}
+    root = download_dataset("speechcommands", tmp_path / "sc", options)
+    assert (root / test_set / "_silence_").is_dir() and (root / "yes").is_dir()
+    df = ADAPTERS["speechcommands"](root, **options)
+    assert df["split"].value_counts().to_dict() == want["per_split"]
 
 
 @pytest.mark.parametrize("kind", ["sha256", "md5"])
@@ -94,6 +114,10 @@ def test_extract_refuses_paths_outside_the_target(tmp_path):
 def test_archives_follow_the_adapter_options():
     assert [a["options"] for a in archives("speechcommands")] == [{"version": 2}]
     assert [a["options"] for a in archives("speechcommands", {"version": 1})] == [{"version": 1}]
+    test_set = archives("speechcommands", {"version": 1, "task": "12", "official_test": True})
+    assert [a["url"].rsplit("/", 1)[1] for a in test_set] == [
+        "speech_commands_v0.01.tar.gz", "speech_commands_test_set_v0.01.tar.gz"]
+    assert len(archives("speechcommands", {"task": "12"})) == 1
     (dev,) = archives("librispeech", {"subset": "dev-clean"})
     assert dev["url"].endswith("/dev-clean.tar.gz") and len(dev["sha256"]) == 64
     assert archives("librispeech")[0]["options"] == {"subset": "train-clean-100"}

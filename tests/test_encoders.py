@@ -177,8 +177,9 @@ def test_ast_windows_long_clips(tmp_path):
                          "random_weights": True}, tmp_path / "models")
     encoder = load_encoder(card)
     assert encoder.max_seconds == pytest.approx(2.0)
-    # every window is pooled over all its tokens (2 special + 19 patches): equal weights
-    windows_combine(encoder, tmp_path, 5.0, [21, 21, 21])
+    # each window is pooled over the patches that cover it (1 x 19 patches over 2 s, 1 x 10
+    # over the last 1 s: 98 fbank frames), weighted by their number
+    windows_combine(encoder, tmp_path, 5.0, [19, 19, 10])
 
 
 def test_local_transformers_checkpoint_card(tmp_path):

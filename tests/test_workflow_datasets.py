@@ -87,6 +87,10 @@ def every_dataset(tmp_path_factory):
 
 DATASETS = ["esc50", "urbansound8k", "sc_v1_words", "sc_v2_12", "nsynth", "librispeech",
             "icbhi_cycles", "icbhi_recordings", "custom_csv", "custom_folders"]
+# name: (comparable, number of notes, groups on two sides by a recorded exception)
+NOTES = {"sc_v2_12": (False, 5, set()), "nsynth": (True, 1, set()),
+         "librispeech": (True, 1, set()), "icbhi_cycles": (True, 2, {"156", "218"}),
+         "icbhi_recordings": (True, 3, {"156", "218"})}
 
 
 @pytest.mark.slow
@@ -103,9 +107,20 @@ def test_fixture_runs_end_to_end(every_dataset, name):
     if "per_split" in want:
         assert table["split"].value_counts().to_dict() == want["per_split"]
 
+    # the adapter's notes and the class counts beside the manifest, and in the job's log
+    notes = json.loads((workflow / f"results/manifests/{name}.notes.json").read_text())
+    comparable, n_notes, exceptions = NOTES.get(name, (True, 0, set()))
+    assert (notes["dataset"], notes["comparable"]) == (name, comparable)
+    assert len(notes["notes"]) == n_notes and set(notes["leakage_exceptions"]) == exceptions
+    assert notes["class_counts"]["all"] == table["label"].value_counts().to_dict()
+    log = (workflow / f"logs/manifests/{name}.log").read_text()
+    assert all(f"note: {note}" in log for note in notes["notes"])
+
     # every clip is stored or rejected
     with h5py.File(workflow / f"results/features/{name}/logmel.h5") as f:
         assert f.attrs["complete"]
+        assert not f.attrs["waveform_normalized"]  # log-mel has no such step
+        assert (f.attrs["max_seconds"], f.attrs["max_clip_seconds"]) == (30, 600)
         stored = f["clip_id"].asstr()[...]
         assert f["features"].shape == (1, len(stored), 128)
     rejected = pd.read_csv(workflow / f"results/features/{name}/logmel.rejected.csv")
@@ -209,7 +224,8 @@ def test_study_config_passes_schema_validation():
     assert {spec["adapter"] for spec in datasets.values()} == {
         "esc50", "urbansound8k", "speechcommands", "nsynth", "librispeech", "icbhi"}
     assert datasets["speechcommands"]["options"] == {"version": 2, "task": "words"}
-    assert datasets["speechcommands_v1_12"]["options"] == {"version": 1, "task": "12"}
+    assert datasets["speechcommands_v1_12"]["options"] == {"version": 1, "task": "12",
+                                                           "official_test": True}
     assert datasets["nsynth"]["options"] == {"label": "instrument_family_str"}
     assert datasets["librispeech"]["options"] == {"subset": "train-clean-100"}
     assert {datasets[n]["options"]["task"] for n in ("icbhi_cycles", "icbhi_recordings")} == {
@@ -228,7 +244,7 @@ def test_study_config_passes_schema_validation():
 
 def test_study_downloads_are_the_official_archives():
     for name, spec in yaml.safe_load(STUDY.read_text())["datasets"].items():
-        if "download" not in spec:
+        if spec.get("download") in (None, {}):  # put in place by hand, or every official file
             assert len(archives(spec["adapter"], spec.get("options"))) > 1, name
             continue
         (official,) = archives(spec["adapter"], spec.get("options"))

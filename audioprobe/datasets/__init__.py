@@ -2,17 +2,22 @@
 
 An adapter is a function ``build(root: Path, **options) -> pandas.DataFrame`` whose frame follows
 ``audioprobe.manifest`` (made with ``manifest.make``). To add a dataset, write a module here and
-register its ``build`` in ``ADAPTERS``.
+register its ``build`` in ``ADAPTERS``. The options a dataset's config may give are the
+keyword arguments of its ``build``; their type hints (``Literal[...]`` for a fixed set of values)
+are what ``check_options`` holds a config to before any job runs.
 """
 
 from __future__ import annotations
 
+import inspect
+import typing
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Literal
 
 import pandas as pd
 
 from audioprobe import manifest
+from audioprobe.errors import OptionError
 from audioprobe.datasets import (
     custom,
     esc50,
@@ -40,6 +45,36 @@ def build_manifest(adapter: str, root: str | Path, options: dict | None = None) 
     """Run the named adapter on ``root`` and validate the manifest it returns."""
     if adapter not in ADAPTERS:
         raise KeyError(f"unknown dataset adapter {adapter!r}; known: {sorted(ADAPTERS)}")
+    check_options(adapter, options)
     df = ADAPTERS[adapter](Path(root), **(options or {}))
     manifest.validate(df, name=f"{adapter} dataset at {root}")
     return df
+
+
+def check_options(adapter: str, options: dict | None) -> None:
+    """Raise OptionError, in one line naming the key and what is allowed, for an option the
+    adapter's ``build`` does not take or a value its type hint does not admit."""
+    build = ADAPTERS[adapter]
+    hints = typing.get_type_hints(build)
+    keys = [name for name in inspect.signature(build).parameters if name != "root"]
+    for key, value in (options or {}).items():
+        if key not in keys:
+            raise OptionError(f"unknown key {key!r} for adapter {adapter}; allowed keys: "
+                              f"{', '.join(keys)}")
+        if not _admits(hints[key], value):
+            raise OptionError(f"{key}: {value!r} is not allowed for adapter {adapter}; allowed: "
+                              f"{_describe(hints[key])}")
+
+
+def _admits(hint: Any, value: Any) -> bool:
+    if typing.get_origin(hint) is Literal:
+        return any(value == v and type(value) is type(v) for v in typing.get_args(hint))
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return ", ".join(repr(v) for v in typing.get_args(hint))
+    return f"any {hint.__name__}"

@@ -2,8 +2,9 @@
 
 Each adapter module lists its files in ``ARCHIVES``: dicts with ``url``, optional ``sha256`` /
 ``md5`` (only where the distributor publishes them), optional ``options`` (the adapter options the
-file serves, e.g. ``{"subset": "dev-clean"}``; absent: every option) and optional ``strip`` (a top
-folder of the archive whose contents are moved up into the root).
+file serves, e.g. ``{"subset": "dev-clean"}``; absent: every option), optional ``strip`` (a top
+folder of the archive whose contents are moved up into the root) and optional ``into`` (a folder
+of the root to unpack the archive into instead of the root itself).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def _install(entry: dict, root: Path) -> None:
     path = fetch(entry["url"], root / name, entry.get("sha256"), entry.get("md5"))
     if not name.lower().endswith(ARCHIVE_SUFFIXES):
         return
-    extract(path, root)
+    extract(path, root / entry.get("into", ""))
     path.unlink()
     if entry.get("strip") and (root / entry["strip"]).is_dir():
         top = root / entry["strip"]

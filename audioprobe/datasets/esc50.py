@@ -9,6 +9,7 @@ Option ``subset="esc10"`` keeps the 400 clips of the 10-class ESC-10 subset (esc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 
@@ -28,7 +29,8 @@ CATEGORIES = (
     "fireworks", "hand_saw",
 )  # fmt: skip
 FOLDS = range(1, 6)
-SUBSETS = ("esc50", "esc10")
+Subset = Literal["esc50", "esc10"]
+SUBSETS = get_args(Subset)
 
 # GitHub builds this archive of the repository on request, so it has no fixed checksum.
 ARCHIVES = [
@@ -36,7 +38,7 @@ ARCHIVES = [
 ]
 
 
-def build(root: Path, subset: str = "esc50") -> pd.DataFrame:
+def build(root: Path, subset: Subset = "esc50") -> pd.DataFrame:
     """Read ESC-50 (or its ESC-10 subset) at ``root`` into a manifest with the 5 official folds."""
     if subset not in SUBSETS:
         raise ValueError(f"esc50: unknown subset {subset!r}; expected one of {SUBSETS}")

@@ -11,26 +11,35 @@ in either. group = patient id; split = the official list.
 
 Tasks (option ``task``): ``cycles`` (default), the official 4-class task, one clip per annotated
 cycle (start/end seconds), label normal / crackle / wheeze / both from the two flags, clip_id
-``<stem>_<cycle line index from 0>``; ``recordings``, one clip per recording, label normal when the
-patient's diagnosis is Healthy, else abnormal (needs the diagnosis file).
+``<stem>_<cycle line index from 0>``; ``recordings``, one clip per recording, labelled by option
+``label``: ``annotations`` (default) abnormal when any of its cycles has a crackle or a wheeze,
+else normal (normal/abnormal respiratory sound; a recording without annotated cycles is left out
+and listed in the notes); ``diagnosis`` normal only when the patient's diagnosis is Healthy (needs
+the diagnosis file; about 35 of the 920 recordings, and confounded with recording site and
+device).
 
-Patient handling: the official split is by recording, and a few patients have recordings on both
-sides, which puts a patient (the group) in train and in test. With ``patient_disjoint=True``
-(default) all recordings of such a patient go to the side that holds most of them (a tie goes to
-test, so the test set loses no patient), and each move is listed in ``df.attrs["notes"]``. With
-``patient_disjoint=False`` the official list is kept as is, and the manifest's leakage check
-refuses it when a patient is on both sides.
+Patient handling: the official split is by recording, and in the published
+``ICBHI_challenge_train_test.txt`` two patients (156: 9 train and 8 test recordings; 218: 4 and
+4) have recordings on both sides, so a patient (the group) sits in train and in test. By default
+(``patient_disjoint=False``) the official list is kept exactly, as the published results use it;
+those patients are listed in ``df.attrs["notes"]`` and in ``df.attrs["leakage_exceptions"]``, the
+recorded exception through which alone the manifest's leakage check accepts them. Any other
+patient on both sides means the file is not the published one, and is refused. With ``patient_disjoint=True`` (the strict
+variant) all recordings of such a patient go to the side that holds most of them (a tie goes to
+test, so the test set loses no patient), each move is listed in the notes, and the manifest is
+marked not comparable with results on the official split.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 
 from audioprobe import manifest
-from audioprobe.errors import LayoutError
+from audioprobe.errors import LayoutError, LeakageError
 
 SPLIT_FILE = "ICBHI_challenge_train_test.txt"
 DIAGNOSIS_FILE = "ICBHI_Challenge_diagnosis.txt"
@@ -39,7 +48,10 @@ DIAGNOSES = (
     "Asthma", "Bronchiectasis", "Bronchiolitis", "COPD", "Healthy", "LRTI", "Pneumonia", "URTI",
 )  # fmt: skip
 CYCLE_LABELS = {(0, 0): "normal", (1, 0): "crackle", (0, 1): "wheeze", (1, 1): "both"}
-TASKS = ("cycles", "recordings")
+Task = Literal["cycles", "recordings"]
+RecordingLabel = Literal["annotations", "diagnosis"]
+TASKS = get_args(Task)
+OFFICIAL_CROSSING = ("156", "218")  # patients the published split file puts on both sides
 
 # The challenge site publishes no checksums for these files.
 ARCHIVES = [
@@ -48,21 +60,53 @@ ARCHIVES = [
 ]
 
 
-def build(root: Path, task: str = "cycles", patient_disjoint: bool = True) -> pd.DataFrame:
+def build(root: Path, task: Task = "cycles", patient_disjoint: bool = False,
+          label: RecordingLabel = "annotations") -> pd.DataFrame:
     """Read ICBHI 2017 at ``root`` into a manifest of cycles or of recordings."""
     if task not in TASKS:
         raise ValueError(f"icbhi: unknown task {task!r}; expected one of {TASKS}")
+    if label not in get_args(RecordingLabel):
+        raise ValueError(f"icbhi: unknown label {label!r}; expected one of "
+                         f"{get_args(RecordingLabel)}")
+    if task == "cycles" and label != "annotations":
+        raise ValueError("icbhi: label 'diagnosis' applies to task 'recordings' only")
     recordings = root / SUBFOLDER if (root / SUBFOLDER).is_dir() else root
     split_file = _find(root, recordings, SPLIT_FILE)
     split = _read_pairs(split_file, ("train", "test"), "'<recording>\\t<train|test>'")
     _require_recordings(recordings, split, split_file)
-    split, notes = _patient_disjoint(split) if patient_disjoint else (split, [])
+    crossing = _crossing_patients(split)
+    exceptions: dict[str, str] = {}
+    unexpected = [patient for patient in crossing if patient not in OFFICIAL_CROSSING]
+    if unexpected and not patient_disjoint:
+        sides = crossing[unexpected[0]]
+        raise LeakageError(
+            f"{split_file}: patient {unexpected[0]} has recordings in train ({sides['train']}) "
+            f"and in test ({sides['test']}); the published split has only patients "
+            f"{' and '.join(OFFICIAL_CROSSING)} on both sides, so this is not the official file: "
+            "give the icbhi option patient_disjoint: true to keep each patient on one side")
+    if patient_disjoint:
+        split, notes = _patient_disjoint(split)
+    else:
+        notes = [f"patient {patient}: recordings in train ({counts['train']}) and in test "
+                 f"({counts['test']}), as the official split {SPLIT_FILE} has them"
+                 for patient, counts in crossing.items()]
+        exceptions = {patient: f"the official split {SPLIT_FILE} puts this patient in train "
+                      "and test" for patient in crossing}
     if task == "cycles":
         rows = [row for stem, side in split.items() for row in _cycles(recordings, stem, side)]
+    elif label == "annotations":
+        rows, skipped = _recordings_by_annotations(recordings, split)
+        notes += [f"recording {stem} left out: no annotated cycle to label it by"
+                  for stem in skipped]
     else:
         rows = _recordings(recordings, split, _find(root, recordings, DIAGNOSIS_FILE))
     df = manifest.make(rows)
     df.attrs["notes"] = notes
+    df.attrs["leakage_exceptions"] = exceptions
+    if patient_disjoint and crossing:
+        df.attrs["comparable"] = False
+        notes.append("patient-disjoint variant: the test set differs from the official split's, "
+                     "so results are not comparable with published ones")
     return df
 
 
@@ -107,6 +151,14 @@ def _require_recordings(folder: Path, split: dict[str, str], split_file: Path) -
         if len(parts) != 5 or not parts[0].isdigit():
             raise LayoutError(f"{folder / f'{stem}.wav'}: expected a name "
                               "<patient>_<index>_<location>_<mode>_<equipment>.wav")
+
+
+def _crossing_patients(split: dict[str, str]) -> dict[str, Counter]:
+    """Patients with recordings on both sides: {patient: Counter of their recordings' sides}."""
+    sides: dict[str, Counter] = {}
+    for stem, side in split.items():
+        sides.setdefault(patient_of(stem), Counter())[side] += 1
+    return {patient: c for patient, c in sorted(sides.items()) if len(c) > 1}
 
 
 def _patient_disjoint(split: dict[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -165,6 +217,22 @@ def _read_cycles(txt: Path) -> list[tuple[float, float, str]]:
             raise LayoutError(f"{where}: cycle ends ({end}) before it starts ({start})")
         cycles.append((start, end, CYCLE_LABELS[crackles, wheezes]))
     return cycles
+
+
+def _recordings_by_annotations(folder: Path, split: dict[str, str]
+                               ) -> tuple[list[dict], list[str]]:
+    """One row per recording, abnormal when any cycle has a crackle or a wheeze; and the
+    recordings without annotated cycles, which are left out."""
+    rows, skipped = [], []
+    for stem, side in split.items():
+        cycles = _cycles(folder, stem, side)
+        if not cycles:
+            skipped.append(stem)
+            continue
+        abnormal = any(cycle["label"] != "normal" for cycle in cycles)
+        rows.append({"clip_id": stem, "path": cycles[0]["path"], "split": side,
+                     "label": "abnormal" if abnormal else "normal", "group": patient_of(stem)})
+    return rows, skipped
 
 
 def _recordings(folder: Path, split: dict[str, str], diagnosis_file: Path) -> list[dict]:

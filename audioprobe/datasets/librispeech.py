@@ -2,23 +2,32 @@
 
 Layout: ``<root>/LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` with
 ``<speaker>-<chapter>.trans.txt`` beside them (``root`` may also be the folder that holds
-``<subset>/`` directly). Option ``subset``, default train-clean-100.
+``<subset>/`` directly). Option ``subset``, default train-clean-100 (251 speakers).
 
-Split rule. LibriSpeech has no speaker-identification split, and since the speaker is the label,
-every speaker must be in train and in test. What must not cross a split is the recording session,
-the chapter (one book, room, microphone and day): a probe tested on utterances of a chapter it was
-trained on can match the session instead of the voice. So whole chapters are held out and
-group = ``<speaker>-<chapter>``. Per speaker, chapters are ranked by the sha256 hex digest of
-``"<speaker>-<chapter>"`` (hashlib: the same on every run and machine, independent of chapter
-numbering and of file-system order); rank 0 goes to test, rank 1 to valid when the speaker has at
-least 3 chapters (else to train), every other chapter to train. A speaker with a single chapter
-cannot be tested on an unseen session and is left out; ``df.attrs["notes"]`` lists them.
+LibriSpeech has no speaker-identification split, and since the speaker is the label, every
+speaker must be in train and in test. Held-out utterances are chosen by rank of the sha256 hex
+digest of the utterance id (hashlib: the same on every run and machine, independent of file-system
+order); a speaker's held-out share is max(1, round(10%)) of the utterances it is taken from.
+
+Option ``split``:
+
+- ``utterances`` (default): every speaker of the subset is in train, valid and test. Per speaker,
+  10% of the utterances go to test, the next 10% to valid, the rest to train (stratified by
+  speaker); group = the utterance. Test utterances come from chapters (recording sessions) that
+  also sit in train, which the notes say. A speaker with fewer than 3 utterances is left out and
+  listed.
+- ``chapters``: session-disjoint. Per speaker, chapters are ranked by the sha256 of
+  ``"<speaker>-<chapter>"``; rank 0 goes to test (group = ``<speaker>-<chapter>``), the other
+  chapters to train, and 10% of their utterances to valid (group = the utterance). A speaker with
+  a single chapter cannot be tested on an unseen session and is left out; ``df.attrs["notes"]``
+  lists every speaker left out.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -34,6 +43,13 @@ SHA256 = {
     "train-clean-360": "146a56496217e96c14334a160df97fffedd6e0a04e66b9c5af0d40be3c792ecf",
     "train-other-500": "ddb22f27f96ec163645d53215559df6aa36515f26e01dd70798188350adcb6d2",
 }
+Subset = Literal[
+    "dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
+    "train-other-500",
+]  # fmt: skip
+Split = Literal["utterances", "chapters"]
+HELD_OUT_PERCENT = 10
+
 ARCHIVES = [
     {
         "url": f"https://www.openslr.org/resources/12/{subset}.tar.gz",
@@ -44,30 +60,69 @@ ARCHIVES = [
 ]
 
 
-def build(root: Path, subset: str = "train-clean-100") -> pd.DataFrame:
-    """Read one LibriSpeech subset into a speaker-ID manifest with chapter-disjoint splits."""
+def build(root: Path, subset: Subset = "train-clean-100",
+          split: Split = "utterances") -> pd.DataFrame:
+    """Read one LibriSpeech subset into a speaker-ID manifest, split as the module doc says."""
     folder = _subset_dir(root, subset)
     base = folder.resolve()
-    rows, left_out = [], []
+    rows, notes = [], []
     for speaker, chapters in _chapters(folder).items():
-        if len(chapters) < 2:
-            left_out.append(speaker)
-            continue
-        for chapter, split in chapter_splits(speaker, chapters).items():
-            rows += _utterances(folder, base, speaker, chapter, split)
+        by_chapter = {chapter: _utterances(folder, base, speaker, chapter) for chapter in chapters}
+        if split == "chapters":
+            kept, reason = chapter_split(speaker, by_chapter)
+        else:
+            kept, reason = utterance_split(sum(by_chapter.values(), []))
+        if reason:
+            notes.append(f"speaker {speaker} left out: {reason}")
+        rows += kept
+    if split == "utterances":
+        notes.insert(0, f"utterance-level split: per speaker {HELD_OUT_PERCENT}% of the "
+                     f"utterances in test and {HELD_OUT_PERCENT}% in valid; test utterances come "
+                     "from chapters (recording sessions) also in train (split: chapters holds "
+                     "whole chapters out)")
     df = manifest.make(rows)
-    df.attrs["notes"] = [
-        f"speaker {speaker} left out: a single chapter, so no unseen session to test on"
-        for speaker in left_out
-    ]
+    df.attrs["notes"] = notes
     return df
 
 
-def chapter_splits(speaker: str, chapters: list[str]) -> dict[str, str]:
-    """Split of each chapter of one speaker (>= 2 chapters), by the rule in the module doc."""
-    ranked = sorted(chapters, key=lambda c: hashlib.sha256(f"{speaker}-{c}".encode()).hexdigest())
-    sides = ["test", "valid" if len(ranked) >= 3 else "train"] + ["train"] * (len(ranked) - 2)
-    return dict(zip(ranked, sides))
+def held_out(n: int) -> int:
+    """Utterances a speaker with ``n`` of them gives to a held-out side: max(1, round(10%))."""
+    return max(1, (n * HELD_OUT_PERCENT + 50) // 100)
+
+
+def utterance_split(rows: list[dict]) -> tuple[list[dict], str]:
+    """One speaker's utterances split into test, valid and train by rank; the rows (or none)
+    and, when the speaker is left out, why."""
+    if len(rows) < 3:
+        return [], f"{len(rows)} utterance(s), fewer than one each for train, valid and test"
+    n = held_out(len(rows))
+    return _assign(_ranked(rows), [("test", n), ("valid", n)]), ""
+
+
+def chapter_split(speaker: str, by_chapter: dict[str, list[dict]]) -> tuple[list[dict], str]:
+    """One speaker's chapters: rank 0 to test, the rest to train with 10% of their utterances
+    in valid; the rows (or none) and, when the speaker is left out, why."""
+    if len(by_chapter) < 2:
+        return [], "a single chapter, so no unseen chapter (session) to test on"
+    test, *train = sorted(by_chapter,
+                          key=lambda c: hashlib.sha256(f"{speaker}-{c}".encode()).hexdigest())
+    pool = [row for chapter in train for row in by_chapter[chapter]]
+    if len(pool) < 2:
+        return [], "a single utterance outside the test chapter, too few for train and valid"
+    tested = [row | {"split": "test", "group": f"{speaker}-{test}"} for row in by_chapter[test]]
+    return tested + _assign(_ranked(pool), [("valid", held_out(len(pool)))]), ""
+
+
+def _ranked(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda row: hashlib.sha256(row["clip_id"].encode()).hexdigest())
+
+
+def _assign(ranked: list[dict], held: list[tuple[str, int]]) -> list[dict]:
+    """The first ranked rows to each held-out side in turn, the rest to train; group = the
+    utterance."""
+    sides = [side for side, n in held for _ in range(n)]
+    sides += ["train"] * (len(ranked) - len(sides))
+    return [row | {"split": side, "group": row["clip_id"]} for row, side in zip(ranked, sides)]
 
 
 def _subset_dir(root: Path, subset: str) -> Path:
@@ -96,7 +151,7 @@ def _numbered_dirs(folder: Path) -> list[Path]:
     return sorted(dirs, key=lambda d: int(d.name))
 
 
-def _utterances(folder: Path, base: Path, speaker: str, chapter: str, split: str) -> list[dict]:
+def _utterances(folder: Path, base: Path, speaker: str, chapter: str) -> list[dict]:
     chapter_dir = folder / speaker / chapter
     trans = chapter_dir / f"{speaker}-{chapter}.trans.txt"
     if not trans.is_file():
@@ -118,8 +173,6 @@ def _utterances(folder: Path, base: Path, speaker: str, chapter: str, split: str
                 "clip_id": utterance,
                 "path": str(base / speaker / chapter / f"{utterance}.flac"),
                 "label": speaker,
-                "split": split,
-                "group": f"{speaker}-{chapter}",
             }
         )
     return rows

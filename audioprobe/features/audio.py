@@ -12,7 +12,7 @@ import torchaudio.transforms as T
 from audioprobe.errors import AudioError
 
 MIN_SECONDS = 0.025
-MAX_SECONDS = 600.0
+MAX_CLIP_SECONDS = 600.0  # extraction.max_clip_seconds' default
 
 
 def frame_range(info: sf._SoundFileInfo, start: float, end: float) -> tuple[int, int]:
@@ -22,10 +22,12 @@ def frame_range(info: sf._SoundFileInfo, start: float, end: float) -> tuple[int,
     return first, last
 
 
-def probe(path: str, start: float = math.nan, end: float = math.nan) -> tuple[int, int, int]:
+def probe(path: str, start: float = math.nan, end: float = math.nan,
+          longest: float = MAX_CLIP_SECONDS) -> tuple[int, int, int]:
     """Return (sample rate, first frame, one-past-last frame) of a clip from the header alone.
 
-    Raises AudioError when the file cannot be opened or the clip is empty, too short or too long.
+    Raises AudioError when the file cannot be opened or the clip is empty, too short or longer
+    than ``longest`` seconds.
     """
     try:
         info = sf.info(path)
@@ -37,8 +39,10 @@ def probe(path: str, start: float = math.nan, end: float = math.nan) -> tuple[in
         raise AudioError("empty clip (no samples in the file or segment)")
     if n < MIN_SECONDS * info.samplerate:
         raise AudioError(f"shorter than {MIN_SECONDS * 1000:.0f} ms ({n} samples)")
-    if n > MAX_SECONDS * info.samplerate:
-        raise AudioError(f"longer than {MAX_SECONDS / 60:.0f} minutes ({n / info.samplerate:.0f} s)")
+    if n > longest * info.samplerate:
+        limit = f"{longest / 60:g} minutes" if longest % 60 == 0 else f"{longest:g} s"
+        raise AudioError(f"longer than {limit} ({n / info.samplerate:.0f} s; "
+                         "extraction.max_clip_seconds)")
     return info.samplerate, first, last
 
 

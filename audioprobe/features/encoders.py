@@ -311,11 +311,14 @@ class ASTEncoder:
     The feature extractor pads (or truncates) every clip's Kaldi fbank to ``max_length``
     frames (10 ms hop: 1024 frames = 10.24 s), so the model always sees the same input for a
     clip: ``pads_exactly``. Extraction windows clips at ``max_seconds`` = ``max_length`` x 10 ms
-    so nothing is truncated. Pooled over ALL tokens: the [CLS] and distillation tokens and every
-    patch, including the patches over the padding of a clip shorter than ``max_length`` (patches
-    are laid out frequency-major, so the clip's own patches are not a prefix to crop to; this
-    is the model's fixed-length view of the clip). Layers: ``num_hidden_layers + 1`` hidden
-    states (layer 0: patch embeddings plus positions).
+    so nothing is truncated. Pooling covers the patches over the clip only: the fbank has
+    1 + (samples - window) // hop frames of the clip, and a patch column t (frames
+    t x time_stride onwards) covers the clip when it starts inside it, so the first
+    ceil(frames / time_stride) columns of every frequency row are pooled. The [CLS] and
+    distillation tokens and the patches over the padding (which the model still attends to, as
+    it always does) are left out. Patches are laid out frequency-major; they are reordered
+    time-major so that the clip's patches are a prefix. Layers: ``num_hidden_layers + 1``
+    hidden states (layer 0: patch embeddings plus positions).
     """
 
     pads_exactly = True
@@ -326,10 +329,15 @@ class ASTEncoder:
 
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).eval()
+        config = self.model.config
         self.sample_rate = int(self.extractor.sampling_rate)
         self.max_seconds = int(self.extractor.max_length) * 0.010  # Kaldi fbank: 10 ms shift
-        self.min_samples = int(0.025 * self.sample_rate)  # one 25 ms fbank window
-        self.n_layers = int(self.model.config.num_hidden_layers) + 1
+        self.window = int(0.025 * self.sample_rate)  # one 25 ms fbank window
+        self.hop = int(0.010 * self.sample_rate)
+        self.min_samples = self.window
+        self.n_layers = int(config.num_hidden_layers) + 1
+        self.rows, self.columns = self.model.embeddings.get_shape(config)  # frequency, time
+        self.time_stride = int(config.time_stride)
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs = self.extractor([w.cpu().numpy() for w in waves], sampling_rate=self.sample_rate,
@@ -340,11 +348,20 @@ class ASTEncoder:
         self.model = self.model.to(device)
         return self
 
+    def columns_covered(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Patch columns (time positions) that start inside each clip of ``lengths`` samples."""
+        frames = 1 + (lengths - self.window) // self.hop
+        return torch.clamp(-(-frames // self.time_stride), min=1, max=self.columns)
+
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
         out = self.model(batch["input_values"], output_hidden_states=True)
-        tokens = out.hidden_states[0].shape[1]
-        return list(out.hidden_states), torch.full_like(lengths, tokens)
+        covered = self.columns_covered(lengths)
+        keep = int(covered.max())  # columns past every clip's end are never pooled
+        patches = self.rows * self.columns
+        layers = [h[:, -patches:].unflatten(1, (self.rows, self.columns))[:, :, :keep]
+                  .transpose(1, 2).flatten(1, 2) for h in out.hidden_states]
+        return layers, covered * self.rows
 
 
 def torchaudio_bundle(name: str):
@@ -603,6 +620,20 @@ def load_encoder(card: dict) -> Encoder:
                             card.get("random_weights", False), card.get("seed", 0),
                             card.get("classes_num", 527))
     raise ValueError(f"unknown model family {family!r}")
+
+
+def normalizes_waveform(encoder: Encoder) -> bool:
+    """Whether the encoder's input preparation scales each waveform to zero mean and unit
+    variance: the wav2vec2 feature extractor's ``do_normalize`` (e.g. True for wav2vec2 large,
+    False for HuBERT base, pretrained without it) or a torchaudio bundle's
+    ``_normalize_waveform``. False for the rest: log-mel, PANNs, Whisper (its extractor is called
+    without ``do_normalize``) and AST (its extractor normalises the spectrogram, not the wave)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    if isinstance(encoder, TorchaudioEncoder):
+        return encoder.normalize
+    extractor = getattr(encoder, "extractor", None)
+    return isinstance(extractor, Wav2Vec2FeatureExtractor) and bool(extractor.do_normalize)
 
 
 def read_card(path: str | Path) -> dict:

@@ -42,15 +42,17 @@ class Item:
     length: int  # samples at the model's rate (after padding to the minimum)
 
 
-def plan_items(clips: pd.DataFrame, sample_rate: int, min_samples: int,
-               max_seconds: float) -> tuple[list[Item], dict[int, str], np.ndarray, np.ndarray]:
-    """Split clips into windows from file headers; return items, rejects, durations, padded."""
+def plan_items(clips: pd.DataFrame, sample_rate: int, min_samples: int, max_seconds: float,
+               max_clip_seconds: float = audio.MAX_CLIP_SECONDS
+               ) -> tuple[list[Item], dict[int, str], np.ndarray, np.ndarray]:
+    """Split clips into windows from file headers; return items, rejects, durations, padded.
+    Clips longer than ``max_clip_seconds`` are rejected."""
     items, rejects = [], {}
     durations = np.zeros(len(clips))
     padded = np.zeros(len(clips), dtype=bool)
     for i, row in enumerate(clips.itertuples()):
         try:
-            sr, first, last = audio.probe(row.path, row.start, row.end)
+            sr, first, last = audio.probe(row.path, row.start, row.end, max_clip_seconds)
         except AudioError as exc:
             rejects[i] = str(exc)
             continue
@@ -157,10 +159,13 @@ def pooled(total: np.ndarray, squares: np.ndarray, peak: np.ndarray, count: np.n
 def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size: int = 16,
             pooling: str = "mean", num_workers: int = 2, device: str = "auto",
             bad_audio: str = "skip", max_seconds: float = 30.0,
+            max_clip_seconds: float = audio.MAX_CLIP_SECONDS,
             precision: str = "fp32", resample: str = "auto") -> pd.DataFrame:
     """Extract pooled features of every layer for ``clips`` into the store ``out``.
 
-    ``precision`` "bf16" or "fp16" runs the encoder under autocast; pooling stays in fp32.
+    Clips longer than ``max_seconds`` are processed in windows of that length (at most the
+    encoder's own ``max_seconds``) and pooled across them; clips longer than
+    ``max_clip_seconds`` are rejected. ``precision`` "bf16" or "fp16" runs the encoder under autocast; pooling stays in fp32.
     ``resample`` "workers" resamples (and prepares the encoder's inputs) in the DataLoader
     workers, "device" on the device, "auto" on a GPU when the encoder prepares its inputs with
     torch operations (``prepares_on_device``), otherwise in the workers.
@@ -179,7 +184,7 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     # Models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length.
     max_seconds = min(max_seconds, getattr(encoder, "max_seconds", math.inf))
     items, rejects, durations, padded = plan_items(
-        clips, encoder.sample_rate, encoder.min_samples, max_seconds)
+        clips, encoder.sample_rate, encoder.min_samples, max_seconds, max_clip_seconds)
     _check_rejects(rejects, clips, bad_audio)
     batches = make_batches(items, batch_size)
     windows = np.bincount([it.clip for it in items], minlength=len(clips))
@@ -243,7 +248,9 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
     meta = clips.assign(duration=durations, padded=padded)
     finalize(partial, out, keep, meta, attrs | {"pooling": pooling, "n_layers": encoder.n_layers,
                                                 "sample_rate": encoder.sample_rate,
-                                                "precision": precision})
+                                                "precision": precision,
+                                                "max_seconds": max_seconds,
+                                                "max_clip_seconds": max_clip_seconds})
     return pd.DataFrame(
         [{"clip_id": clips["clip_id"].iat[i], "path": clips["path"].iat[i], "reason": r}
          for i, r in sorted(rejects.items())],

@@ -1,8 +1,11 @@
 """Label new audio files with a trained probe: top-k classes and their probabilities.
 
 The probe file (``results/probes/{dataset}/{model}/{probe}.pt``) holds the model card, the
-pooling and one trained probe per evaluation round, each with the layer its round chose on
-validation; every round's probe reads its own layer and their probabilities are averaged.
+extraction settings the probe's features were made with (``extraction``: pooling, window length
+``max_seconds``, clip limit ``max_clip_seconds``, precision; read from the feature store) and one
+trained probe per evaluation round, each with the layer its round chose on validation. New files
+are extracted with those settings; every round's probe reads its own layer and their
+probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -22,21 +25,39 @@ from audioprobe.tables import ALL_LAYERS
 from audioprobe.probes.train import Architecture, Member, StackedProbe
 
 
-def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFrame:
-    """One row per file and rank: file, rank, class, probability (or the reason it was skipped)."""
-    probes = torch.load(probe_file, weights_only=True)
+SETTINGS = ("pooling", "max_seconds", "max_clip_seconds", "precision")
+
+
+def extraction_settings(attrs: dict) -> dict:
+    """The ``extract()`` settings a feature store was made with, from its attributes."""
+    return {key: attrs[key].item() if hasattr(attrs[key], "item") else attrs[key]
+            for key in SETTINGS if key in attrs}
+
+
+def features(paths: list[str], probes: dict
+             ) -> tuple[dict[int, torch.Tensor], np.ndarray, pd.DataFrame]:
+    """Features of the layers the rounds' probes read, for ``paths``, extracted as the probe's
+    were; the indices of the files kept, and the rejected ones (clip_id = index, path, reason)."""
+    settings = probes.get("extraction", {"pooling": probes["pooling"]})
     clips = manifest.make([{"clip_id": str(i), "path": str(Path(p).resolve()), "label": "?",
                             "fold": 1} for i, p in enumerate(paths)])
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "clips.h5"
         rejected = extract(clips, load_encoder(probes["card"]), store_path, attrs={},
-                           pooling=probes["pooling"], num_workers=0, batch_size=8)
+                           num_workers=0, batch_size=8, **settings)
         store = open_store(store_path)
         needed = {r["layer"] for r in probes["rounds"]}
         layers = range(store.n_layers) if ALL_LAYERS in needed else sorted(needed)
-        features = {k: torch.as_tensor(store.layer(k), dtype=torch.float64) for k in layers}
+        values = {k: torch.as_tensor(store.layer(k), dtype=torch.float64) for k in layers}
         kept = store.meta["clip_id"].astype(int).to_numpy()
-    proba = np.mean([_predict(_inputs(features, r["layer"]), probes, r)
+    return values, kept, rejected
+
+
+def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFrame:
+    """One row per file and rank: file, rank, class, probability (or the reason it was skipped)."""
+    probes = torch.load(probe_file, weights_only=True)
+    values, kept, rejected = features(paths, probes)
+    proba = np.mean([_predict(_inputs(values, r["layer"]), probes, r)
                      for r in probes["rounds"]], axis=0)
     classes = np.asarray(probes["classes"])
     rows = [{"file": paths[i], "rank": rank + 1, "class": classes[c], "probability": p[c]}
