@@ -82,13 +82,13 @@ def test_label_extracts_as_the_probe_features_were(tmp_path):
     saved = torch.load(probe_file, weights_only=True)
     values, kept, rejected = features(paths, saved)
     assert kept.tolist() == [0, 1, 2]
-    stored = store.layer(probes["layer"])[[0, 7, 14]]
+    stored = store.layer(0)[[0, 7, 14]]  # log-mel: one layer, every round's choice
     np.testing.assert_allclose(values[0].numpy(), stored, rtol=1e-5, atol=1e-6)
     assert rejected["reason"].item().startswith("longer than 2 s")
     # extract()'s defaults (30 s windows, no 2 s limit) give other features and keep the 3 s file
     defaults, kept_all, _ = features(paths, {k: v for k, v in saved.items() if k != "extraction"})
     assert kept_all.tolist() == [0, 1, 2, 3]
-    assert np.abs(defaults[0, :3].numpy() - stored).max() > 1e-3
+    assert np.abs(defaults[0][:3].numpy() - stored).max() > 1e-3
 
     table = label(paths, probe_file, 3)
     skipped = table[table["file"] == long]
