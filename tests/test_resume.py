@@ -75,15 +75,16 @@ def kill_while_writing(folder: Path, whole_run: bool) -> tuple[int, str]:
                 pytest.fail(f"no shard was caught writing:\n{tail(log.read_text())}")
             time.sleep(0.002)
         shard = shard_of(fresh[0])
+        jobs = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                if any("extract.py" in arg for arg in p.cmdline())]
+        assert jobs, "the extraction job's process was not found"
         if whole_run:
             os.killpg(proc.pid, signal.SIGKILL)
         else:
-            jobs = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                    if any("extract.py" in arg for arg in p.cmdline())]
-            assert jobs, "the extraction job's process was not found"
             for job in jobs:
                 job.send_signal(signal.SIGKILL)
             os.killpg(proc.pid, signal.SIGCONT)
+        psutil.wait_procs(jobs, timeout=60)  # gone, with their open files
         proc.wait(timeout=SNAKEMAKE_TIMEOUT)
     finally:
         if proc.poll() is None:
@@ -105,7 +106,10 @@ def complete_shards(folder: Path, manifest: pd.DataFrame) -> dict[int, int]:
     found = {}
     for path in final_shards(folder):
         shard = int(path.stem)
-        store = open_store(path)  # raises for a store not marked complete
+        try:
+            store = open_store(path)  # refuses a store not marked complete
+        except (OSError, ValueError) as exc:
+            pytest.fail(f"{path.name} is at a final name but is not a complete store: {exc}")
         expected = manifest["clip_id"].iloc[shard * SHARD_SIZE:(shard + 1) * SHARD_SIZE]
         assert list(store.meta["clip_id"]) == list(expected), path
         assert store.layer(0).shape[0] == len(expected)
