@@ -117,7 +117,6 @@ def complete_shards(folder: Path, manifest: pd.DataFrame) -> dict[int, int]:
     return found
 
 
-@pytest.mark.slow
 def test_killed_extraction_resumes_with_only_the_missing_shards(demo_run, tmp_path):
     folder = copy_workflow(tmp_path / "wf", extra=("profiles",))
     (folder / "shards.yaml").write_text(
