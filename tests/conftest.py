@@ -45,13 +45,13 @@ def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def snakemake(folder: Path, *args: str, check: bool = True,
-              timeout: float = SNAKEMAKE_TIMEOUT) -> subprocess.CompletedProcess:
+def snakemake(folder: Path, *args: str, check: bool = True, timeout: float = SNAKEMAKE_TIMEOUT,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run snakemake in ``folder`` with this interpreter. A run that goes past ``timeout``
     seconds is killed with its jobs, and the test fails with the tail of its output."""
     argv = [sys.executable, "-m", "snakemake", *args]
     with subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, start_new_session=True) as proc:
+                          text=True, start_new_session=True, env=env) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.conftest import snakemake as run_snakemake
 from tests.conftest import copy_workflow as copy_repo_workflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
@@ -177,16 +178,11 @@ def test_slurm_profile_resources(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     workdir = copy_workflow(tmp_path / "wf")
     # Extraction jobs are planned from the manifest (a checkpoint): make it first, locally.
-    subprocess.run(snakemake("results/manifests/demo.csv", "--cores", "1"), cwd=workdir,
-                   check=True, capture_output=True, timeout=300)
+    run_snakemake(workdir, "results/manifests/demo.csv", "--cores", "1")
     # --cores only caps threads in a dry run: a high value leaves every request as it is.
-    result = subprocess.run(
-        snakemake("--workflow-profile", "profiles/slurm", "--dry-run", "--nocolor",
-                  "--cores", "256"),
-        cwd=workdir, capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_snakemake(
+        workdir, "--workflow-profile", "profiles/slurm", "--dry-run", "--nocolor",
+        "--cores", "256", env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
     jobs = {}
     for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:\n)", result.stdout):
         head = re.match(r"(local)?(?:rule|checkpoint) (\w+):\n", block)
