@@ -159,5 +159,7 @@ def write(df: pd.DataFrame, path: str | Path) -> None:
 
 def read(path: str | Path) -> pd.DataFrame:
     """Read a manifest CSV back with canonical dtypes."""
-    df = pd.read_csv(path, dtype={"clip_id": str, "label": str, "split": str, "group": str})
+    # Only empty cells are missing: clip ids and labels such as NA, nan or None stay text.
+    df = pd.read_csv(path, dtype={"clip_id": str, "label": str, "split": str, "group": str},
+                     keep_default_na=False, na_values={c: [""] for c in ("start", "end", "fold")})
     return make(df)

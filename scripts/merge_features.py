@@ -12,5 +12,6 @@ from audioprobe.joblog import to_file
 
 to_file(snakemake.log[0])
 merge([Path(p) for p in snakemake.input.shards], Path(snakemake.output.store))
-rejected = [pd.read_csv(p) for p in snakemake.input.rejected]
+# Clip ids such as NA or nan stay text.
+rejected = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in snakemake.input.rejected]
 pd.concat(rejected, ignore_index=True).to_csv(snakemake.output.rejected, index=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -33,10 +35,31 @@ def copy_workflow(dest: Path, extra: tuple[str, ...] = ()) -> Path:
     return dest
 
 
-def snakemake(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run snakemake in ``folder`` with this interpreter."""
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=folder,
-                            capture_output=True, text=True)
+# Every Snakemake run in the suite stops after this many seconds (CI stops a whole job at 90
+# minutes); the demo workflow takes under a minute on two cores.
+SNAKEMAKE_TIMEOUT = 600
+
+
+def tail(text: str, lines: int = 60) -> str:
+    """The last ``lines`` lines of ``text``."""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def snakemake(folder: Path, *args: str, check: bool = True, timeout: float = SNAKEMAKE_TIMEOUT,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in ``folder`` with this interpreter. A run that goes past ``timeout``
+    seconds is killed with its jobs, and the test fails with the tail of its output."""
+    argv = [sys.executable, "-m", "snakemake", *args]
+    with subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True, env=env) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"snakemake {' '.join(args)} ran past {timeout:.0f} s and was killed:\n"
+                        f"{tail(stdout + stderr)}", pytrace=False)
+    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 from audioprobe import manifest
 from audioprobe.errors import AudioError
@@ -158,3 +159,40 @@ def test_long_clips_are_windowed_and_short_clips_padded(tmp_path):
     assert bool(meta.set_index("clip_id").loc["short", "padded"])
     assert not bool(meta.set_index("clip_id").loc["long", "padded"])
     assert np.isfinite(features).all()
+
+
+def windows_through_the_model(encoder, wave: torch.Tensor, window: int) -> torch.Tensor:
+    """Each ``window`` samples of ``wave`` through the encoder alone; every layer's frames of
+    all windows, in order: (layers, frames, dim), float64."""
+    parts = []
+    for lo in range(0, wave.numel(), window):
+        piece = wave[lo:lo + window]
+        layers, frames = encoder(encoder.prepare([piece]), torch.tensor([piece.numel()]))
+        parts.append(torch.stack([layer[0, :int(frames[0])] for layer in layers]).double())
+    return torch.cat(parts, dim=1)
+
+
+@pytest.mark.parametrize("family, pooling", [("logmel", "mean"), ("logmel", "mean+std"),
+                                             ("logmel", "max"), ("hubert", "mean+std")])
+def test_windowed_clip_pools_every_frame_of_every_window(family, pooling, tmp_path):
+    """A clip longer than max_seconds is cut into windows (1 s, 1 s, 0.6 s here) that the model
+    sees one at a time; the stored vector pools all their frames as one sequence."""
+    encoder = (LogMelEncoder() if family == "logmel" else load_encoder(fetch(
+        family, {"family": "transformers", "architecture": FAMILIES[family],
+                 "random_weights": True}, tmp_path / "models")))
+    path = write(tmp_path / "long.wav", 2.6, seed=3)
+    features, meta, rejected = run(clips_frame([path]), encoder, tmp_path / "w.h5",
+                                   max_seconds=1.0, pooling=pooling)
+    assert rejected.empty and meta["duration"].item() == pytest.approx(2.6)
+    wave = torch.from_numpy(sf.read(path, dtype="float32")[0])
+    frames = windows_through_the_model(encoder, wave, window=16000)
+    by_hand = {"mean": frames.mean(1), "max": frames.amax(1),
+               "mean+std": torch.cat([frames.mean(1), frames.std(1, correction=0)], -1)}[pooling]
+    assert features.shape == (encoder.n_layers, 1, by_hand.shape[-1])
+    np.testing.assert_allclose(features[:, 0], by_hand.numpy(), rtol=1e-4, atol=1e-4)
+    # pooling the windows' own pooled vectors instead would give other values
+    if pooling == "mean":
+        per_window = [windows_through_the_model(encoder, wave[lo:lo + 16000], 16000).mean(1)
+                      for lo in (0, 16000, 32000)]
+        assert not np.allclose(features[:, 0], torch.stack(per_window).mean(0).numpy(),
+                               rtol=1e-4, atol=1e-4)

@@ -2,8 +2,9 @@
 
 The demo workflow runs twice from fresh copies of the repository: locally, and through
 profiles/slurm with only its site lines (partition, account) edited. Every job of a
-non-local rule must go through sbatch with the resources the profile asks for, and the
-summary table must be the same as the local one.
+non-local rule must go through sbatch with the GPUs, CPUs, memory and time that the README's
+table promises (not values read from the profile under test), and the summary table must be the
+same as the local one. The whole test stops after TEST_BUDGET seconds, well under CI's limit.
 
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge (tests/slurm/install.sh);
 skips with the reason otherwise. Set AUDIOPROBE_REQUIRE_SLURM=1 (CI) to make that a failure.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.conftest import snakemake as run_snakemake
 from tests.conftest import copy_workflow as copy_repo_workflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
@@ -32,7 +35,8 @@ import cluster as slurm  # noqa: E402  (tests/slurm/cluster.py)
 
 LOCALRULES = {"all", "demo_dataset", "download_dataset", "fetch_model", "summary"}
 ACCOUNT = "audioprobe"
-RUN_TIMEOUT = 1500  # seconds, per workflow run
+TEST_BUDGET = 1200  # seconds for both workflow runs and the rerun together; CI allows 90 minutes
+MODELS = yaml.safe_load((REPO / "config.yaml").read_text())["models"]
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +62,9 @@ def cluster():
     state = Path(tempfile.mkdtemp(prefix="apslurm-"))
     # No cgroups here, so memory is not enforced: the node can advertise what the profile asks
     # for (16 GB extract jobs) even on a small CI machine, as config_overrides allows.
-    test_cluster = slurm.Cluster(state, mem_mb=max(slurm._mem_total_mb(), 32768))
+    # CPUs likewise: the node offers at least the most CPUs any job is promised.
+    cpus = max(slurm.CPUS, *(row["cpus"] for row in promised_requests().values()))
+    test_cluster = slurm.Cluster(state, cpus=cpus, mem_mb=max(slurm._mem_total_mb(), 32768))
     try:
         test_cluster.start(timeout=60)
     except (slurm.ClusterUnavailable, subprocess.SubprocessError, OSError) as exc:
@@ -92,10 +98,24 @@ def snakemake(*args: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", *args]
 
 
-def run(argv: list[str], cwd: Path, env: dict, log: Path) -> subprocess.CompletedProcess:
+def run(argv: list[str], cwd: Path, env: dict, log: Path, deadline: float) -> int:
+    """Run ``argv`` with its output in ``log``; return its exit status."""
     with open(log, "w") as out:
-        return subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=RUN_TIMEOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return finish(proc, log, deadline)
+
+
+def finish(proc: subprocess.Popen, log: Path, deadline: float) -> int:
+    """Wait for ``proc`` until ``deadline`` (time.monotonic()); past it, kill it with its
+    children and fail with the tail of its log."""
+    try:
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"{' '.join(proc.args[2:])} still running when the test's {TEST_BUDGET} s "
+                    f"were up; killed. Its log ends:\n{tail(log)}", pytrace=False)
 
 
 def tail(path: Path, n: int = 60) -> str:
@@ -115,58 +135,91 @@ def jobs_in_log(text: str) -> dict[int, tuple[str, bool, str]]:
     return jobs
 
 
-def expected_resources(profile: dict, rule: str, threads: int) -> dict:
-    """What the profile asks SLURM for, for the first attempt of a rule's jobs."""
-    merged = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
-    ns = {"attempt": 1, "threads": threads}
-    return {key: eval(str(value), ns) for key, value in merged.items()
-            if key in ("mem_mb", "runtime", "cpus_per_task")}
+def promised_requests() -> dict[str, dict[str, int]]:
+    """The README's table of what each SLURM job asks for: job -> gpus, cpus, mem_mb, runtime
+    (minutes). Jobs whose request depends on the model are named `rule`, neural models and
+    `rule`, log-mel."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Running on a SLURM cluster"):]
+    section = section[:section.index("\n## ")]
+    header = "| job | GPUs | CPUs | memory | time |"
+    assert header in section, f"README: no table starting {header!r} in the SLURM section"
+    rows = {}
+    for line in section[section.index(header):].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        job, gpus, cpus, memory, runtime = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[job.replace("`", "")] = {"gpus": int(gpus), "cpus": int(cpus),
+                                      "mem_mb": in_units(memory, {"GB": 1000, "MB": 1}),
+                                      "runtime": in_units(runtime, {"h": 60, "min": 1})}
+    return rows
+
+
+def in_units(text: str, units: dict[str, int]) -> int:
+    """'16 GB' -> 16000 with units {'GB': 1000}."""
+    value, unit = text.split()
+    return round(float(value) * units[unit])
+
+
+def promised(rule: str, wildcards: str) -> tuple[str, dict[str, int]]:
+    """The README's row (name, request) for one job, from its rule and wildcards."""
+    rows = promised_requests()
+    if rule in rows:
+        return rule, rows[rule]
+    model = re.search(r"model=(\w+)", wildcards).group(1)
+    job = f"{rule}, {'log-mel' if MODELS[model]['family'] == 'logmel' else 'neural models'}"
+    assert job in rows, f"README's SLURM table has no row for {job}"
+    return job, rows[job]
 
 
 def test_slurm_profile_resources(tmp_path):
-    """Without a cluster: the profile parses, and only neural extract jobs ask for a GPU."""
+    """Without a cluster: in a dry run, every job that goes to SLURM asks for the GPUs, CPUs,
+    memory and time of its row in the README's table, and every row is used."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     workdir = copy_workflow(tmp_path / "wf")
     # Extraction jobs are planned from the manifest (a checkpoint): make it first, locally.
-    subprocess.run(snakemake("results/manifests/demo.csv", "--cores", "1"), cwd=workdir,
-                   check=True, capture_output=True, timeout=300)
-    result = subprocess.run(
-        snakemake("--workflow-profile", "profiles/slurm", "--dry-run", "--nocolor"),
-        cwd=workdir, capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_snakemake(workdir, "results/manifests/demo.csv", "--cores", "1")
+    # --cores only caps threads in a dry run: a high value leaves every request as it is.
+    result = run_snakemake(
+        workdir, "--workflow-profile", "profiles/slurm", "--dry-run", "--nocolor",
+        "--cores", "256", env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
     jobs = {}
     for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:\n)", result.stdout):
-        head = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):\n", block)
+        head = re.match(r"(local)?(?:rule|checkpoint) (\w+):\n", block)
         res = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
         wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.M)
         if head and res:
-            key = (head.group(1), wildcards.group(1) if wildcards else "")
+            key = (head.group(2), wildcards.group(1) if wildcards else "")
             jobs[key] = dict(item.split("=", 1) for item in res.group(1).split(", "))
-    gpu = jobs["extract_shard", "dataset=demo, model=hubert_demo, shard=0"]
-    cpu = jobs["extract_shard", "dataset=demo, model=logmel, shard=0"]
-    assert gpu["gpu"] == "1" and cpu["gpu"] == "0"
-    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
-    want = expected_resources(profile, "extract_shard", threads=1)
-    for job in (gpu, cpu):
-        assert (job["mem_mb"], job["runtime"]) == (str(want["mem_mb"]), str(want["runtime"]))
-    assert all(res.get("gpu", "0") == "0" for (rule, _), res in jobs.items() if rule != "extract_shard")
+    assert ("extract_shard", "dataset=demo, model=hubert_demo, shard=0") in jobs
+    assert ("extract_shard", "dataset=demo, model=logmel, shard=0") in jobs
+    used = set()
+    for (rule, wildcards), res in jobs.items():
+        if rule in LOCALRULES:
+            continue
+        row, want = promised(rule, wildcards)
+        used.add(row)
+        got = {"gpus": int(res.get("gpu", 0)), "cpus": int(res["cpus_per_task"]),
+               "mem_mb": int(res["mem_mb"]), "runtime": int(res["runtime"])}
+        assert got == want, (rule, wildcards, got, want)
+    # the manifest job ran before the dry run (test_demo_workflow_through_slurm checks it)
+    assert used == set(promised_requests()) - {"manifest"}, "a README row matches no job"
 
 
 def test_demo_workflow_through_slurm(cluster, tmp_path):
     started = time.monotonic()
+    deadline = started + TEST_BUDGET
     local_dir = copy_workflow(tmp_path / "local")
     slurm_dir = copy_workflow(tmp_path / "slurm")
     set_site(slurm_dir / "profiles/slurm/config.yaml",
              slurm_partition=cluster.partition, slurm_account=ACCOUNT)
-    profile = yaml.safe_load((slurm_dir / "profiles/slurm/config.yaml").read_text())
 
     # The local reference run (profiles/default) goes on while the cluster works.
     local_log = tmp_path / "local.log"
     with open(local_log, "w") as out:
         local = subprocess.Popen(snakemake("--cores", "2", "results/tables/summary.csv"),
-                                 cwd=local_dir, stdout=out, stderr=subprocess.STDOUT)
+                                 cwd=local_dir, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     try:
         slurm_log = tmp_path / "slurm.log"
         argv = snakemake(
@@ -176,16 +229,12 @@ def test_demo_workflow_through_slurm(cluster, tmp_path):
             "--slurm-keep-successful-logs",
             "--verbose",  # logs each sbatch call
         )
-        try:
-            result = run(argv, slurm_dir, cluster.env, slurm_log)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"SLURM run exceeded {RUN_TIMEOUT} s:\n{tail(slurm_log)}\n"
-                        f"{cluster.logs()}")
-        assert result.returncode == 0, f"SLURM run failed:\n{tail(slurm_log)}\n{cluster.logs()}"
-        local_rc = local.wait(timeout=RUN_TIMEOUT)
+        returncode = run(argv, slurm_dir, cluster.env, slurm_log, deadline)
+        assert returncode == 0, f"SLURM run failed:\n{tail(slurm_log)}\n{cluster.logs()}"
+        local_rc = finish(local, local_log, deadline)
     finally:
         if local.poll() is None:
-            local.kill()
+            os.killpg(local.pid, signal.SIGKILL)
             local.wait()
     assert local_rc == 0, f"local run failed:\n{tail(local_log)}"
     text = slurm_log.read_text()
@@ -212,34 +261,32 @@ def test_demo_workflow_through_slurm(cluster, tmp_path):
         assert record["Account"] == ACCOUNT
         assert record["Comment"].startswith(f"rule_{jobs[jobid][0]}")
 
-    # -- the sbatch requests ----------------------------------------------------------------
+    # -- the sbatch requests: what the README promises -------------------------------------
     calls = {}
     for call in re.findall(r"^sbatch call: (sbatch .*)$", text, flags=re.M):
         comment = re.search(r"--comment (\S+)", call).group(1)
         calls[comment] = call.split(" --wrap=")[0]
     assert len(calls) == 10, sorted(calls)
-    gpu_call = calls["rule_extract_shard_wildcards_demo_hubert_demo_0"]
-    cpu_call = calls["rule_extract_shard_wildcards_demo_logmel_0"]
-    want = expected_resources(profile, "extract_shard",
-                              profile["set-threads"]["extract_shard"])
-    for call in (gpu_call, cpu_call):
-        assert f" --mem {want['mem_mb']}" in call, call
-        assert f" -t {want['runtime']}" in call, call
-        assert f" --cpus-per-task={want['cpus_per_task']}" in call, call
-        assert f" -p {cluster.partition}" in call and f" -A {ACCOUNT}" in call, call
-    assert re.search(r" (--gpus=1|--gres=gpu:1)\b", gpu_call), gpu_call
-    assert "--gpus" not in cpu_call and "--gres" not in cpu_call, cpu_call
-    for comment, call in calls.items():
-        if not comment.startswith("rule_extract_shard"):
-            assert "--gpus" not in call and "--gres" not in call, call
-    # ... and what slurmctld made of them
     by_comment = {r["Comment"]: r for r in records.values()}
+    for jobid, slurm_id in submitted.items():
+        rule, _, wildcards = jobs[jobid]
+        record = records[slurm_id]
+        call = calls[record["Comment"]]
+        row, want = promised(rule, wildcards)
+        assert f" --mem {want['mem_mb']}" in call, (row, want, call)
+        assert f" -t {want['runtime']}" in call, (row, want, call)
+        assert f" --cpus-per-task={want['cpus']}" in call, (row, want, call)
+        assert f" -p {cluster.partition}" in call and f" -A {ACCOUNT}" in call, call
+        # ... and what slurmctld made of them
+        assert record["TRES"].startswith(f"cpu={want['cpus']},mem={want['mem_mb']}M"), record
+        if want["gpus"]:
+            assert re.search(rf" (--gpus={want['gpus']}|--gres=gpu:{want['gpus']})\b", call)
+            assert record.get("TresPerJob") == f"gres:gpu:{want['gpus']}", record
+        else:
+            assert "--gpus" not in call and "--gres" not in call, (row, call)
+            assert "gpu" not in record.get("TresPerJob", ""), record
     gpu_job, cpu_job = (by_comment[c] for c in ("rule_extract_shard_wildcards_demo_hubert_demo_0",
                                                 "rule_extract_shard_wildcards_demo_logmel_0"))
-    assert gpu_job.get("TresPerJob") == "gres:gpu:1", gpu_job
-    assert "gpu" not in cpu_job.get("TresPerJob", ""), cpu_job
-    for job in (gpu_job, cpu_job):
-        assert job["TRES"].startswith(f"cpu={want['cpus_per_task']},mem={want['mem_mb']}M"), job
 
     # -- the GPU job sees exactly the one GPU it was given, the CPU job none -----------------
     slurm_logs = slurm_dir / ".snakemake/slurm_logs/rule_extract_shard"
@@ -258,9 +305,9 @@ def test_demo_workflow_through_slurm(cluster, tmp_path):
 
     # -- resuming: the same command again finds nothing to do, and submits nothing ----------
     again = run(snakemake("--workflow-profile", "profiles/slurm"), slurm_dir, cluster.env,
-                tmp_path / "again.log")
+                tmp_path / "again.log", deadline)
     again_text = (tmp_path / "again.log").read_text()
-    assert again.returncode == 0, tail(tmp_path / "again.log")
+    assert again == 0, tail(tmp_path / "again.log")
     assert "Nothing to be done" in again_text and "has been submitted" not in again_text
 
     print(f"SLURM test: {time.monotonic() - started:.0f} s")
