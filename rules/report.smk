@@ -2,10 +2,11 @@ rule report:
     input:
         unpack(report_inputs),
         summary="results/tables/summary.csv",
-        predictions=all_predictions(),
-        stores=all_stores(),
+        layers="results/tables/layers.csv",
+        comparisons="results/tables/comparisons.csv",
+        runs="results/tables/runs.csv",
         references="report/reference_results.csv",
-        source="report/report.py",
+        source="report/page.py",
     output:
         html=report(
             "results/report/report.html",
@@ -26,9 +27,10 @@ rule report:
     conda:
         "../envs/audioprobe.yaml"
     params:
+        files=report_files,
         config={
             key: config.get(key, {})
             for key in ("datasets", "models", "probes", "protocol", "extraction")
         },
     script:
-        "../scripts/report.py"
+        "../scripts/render_report.py"

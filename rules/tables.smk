@@ -9,9 +9,9 @@ rule summary:
             category="Tables",
         ),
     log:
-        "logs/tables/summary.log",
+        "logs/summary/summary.log",
     benchmark:
-        "benchmarks/tables/summary.tsv"
+        "benchmarks/summary/summary.tsv"
     conda:
         "../envs/audioprobe.yaml"
     script:

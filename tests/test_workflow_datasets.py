@@ -179,7 +179,7 @@ def test_failed_download_leaves_no_root_and_no_flag(tmp_path, server):
     assert not (workflow / "resources/datasets/esc.downloaded").exists()
     assert not list((workflow / "resources/datasets").glob(".*.part"))
     assert not (workflow / "results/manifests/esc.csv").exists()
-    log = (workflow / "logs/datasets/esc.download.log").read_text()
+    log = (workflow / "logs/download_dataset/esc.log").read_text()
     assert "checksum mismatch" in log and f"expected md5 {'0' * 32}" in log
 
 
