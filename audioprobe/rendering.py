@@ -35,13 +35,16 @@ OFFLINE_TEMPLATE_SOURCE = """\
 """
 
 
+PATH_KEYS = ("path", "benchmark", "log")
+
+
 def _absolute(value):
-    """Every ``path`` in a nested structure of records, lists and strings made absolute."""
+    """A path, list of paths or list of records with its paths (``PATH_KEYS``) made absolute;
+    the records' keys (dataset, model, probe, rule, job) stay as they are."""
     if isinstance(value, list):
         return [_absolute(v) for v in value]
     if isinstance(value, dict):
-        return {k: (str(Path(v).resolve()) if k in ("path", "benchmark", "log") else
-                    _absolute(v)) for k, v in value.items()}
+        return {k: str(Path(v).resolve()) if k in PATH_KEYS else v for k, v in value.items()}
     return str(Path(value).resolve())
 
 

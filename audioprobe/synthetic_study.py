@@ -315,7 +315,8 @@ def write_study(folder: Path, datasets: list[str] | None = None,
             store = folder / "results/features" / dataset / f"{model}.h5"
             store.parent.mkdir(parents=True, exist_ok=True)
             rejected_ids = manifest["clip_id"].iloc[:2] if d_index == 0 else []
-            _store(store, rng, manifest[~manifest["clip_id"].isin(rejected_ids)], curve, model)
+            kept = manifest[~manifest["clip_id"].isin(rejected_ids)]
+            _store(store, rng, kept, curve, model)
             rejected = store.with_suffix(".rejected.csv")
             pd.DataFrame({"clip_id": list(rejected_ids),
                           "reason": ["unreadable audio (synthetic)"] * len(rejected_ids)}
@@ -335,7 +336,7 @@ def write_study(folder: Path, datasets: list[str] | None = None,
                 layers.append(per_layer)
                 path = folder / "results/predictions" / dataset / model / f"{probe}.csv"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _predictions(rng, manifest, rows, classes).to_csv(path, index=False)
+                _predictions(rng, kept, rows, classes).to_csv(path, index=False)
                 files["predictions"].append({"dataset": dataset, "model": model,
                                              "probe": probe, "path": str(path)})
                 files["jobs"].append(_job(folder, "probe", f"{dataset}/{model}/{probe}",

@@ -7,6 +7,7 @@
 #     embed-resources: true
 #     html-math-method: plain
 #     toc: true
+#     toc-location: left
 #     toc-depth: 3
 # execute:
 #   echo: false
@@ -15,16 +16,18 @@
 # ---
 
 # %% [markdown]
-# How well do frozen audio representations serve each task? Every number below comes from
-# probes trained on the pooled features of one layer (a weighted probe: of all layers, "layer
-# all"). The scaler, early stopping and the hyperparameter grid see training and validation data
-# only; the layer is chosen on validation accuracy, never on test accuracy. Test scores are the
-# mean over evaluation rounds (official folds or splits) × seeds.
+# How well do frozen audio representations serve each task, and where in the network does the
+# information sit? Every number comes from probes trained on the pooled features of one layer
+# (the weighted probe: a learned mix of all layers). Scalers, early stopping, the hyperparameter
+# grid and the layer are chosen on training and validation data only, separately in every
+# evaluation round (official fold or split); the test score of a round is taken at that round's
+# own chosen layer, and intervals treat the round, not the seed, as the unit of replication.
 
 # %%
 import base64
 import html
 import io
+import platform
 from datetime import datetime
 
 import matplotlib
@@ -34,41 +37,101 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import yaml
 from IPython.display import HTML, Markdown, display
+from matplotlib.patches import Rectangle
+from scipy import stats
 
-from audioprobe import report_data as rd
+from audioprobe import analysis as an
+from audioprobe import results
+from audioprobe.joblog import run_details
 
-run = rd.load()
+run = results.load()
 if run.figures:
     run.figures.mkdir(parents=True, exist_ok=True)
-sns.set_theme(style="whitegrid", context="paper", font_scale=1.25)
-PROBE_COLOURS = dict(zip(run.config["probes"],
-                         sns.color_palette("colorblind", len(run.config["probes"]))))
+sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
+# One colour per model, used for that model and nothing else anywhere in the report.
+MODEL_COLOURS = dict(zip(run.models, sns.color_palette("colorblind", len(run.models))))
+LAYERED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] != "weighted"]
+WEIGHTED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] == "weighted"]
 figure_count = 0
-# Left-aligned tables that wrap inside the page (nbconvert's lab theme right-aligns them).
-display(HTML("<style>table.dataframe th, table.dataframe td {text-align: left !important; "
-             "vertical-align: top} table.dataframe {margin-bottom: 1em}</style>"))
+
+display(HTML("""<style>
+#TOC {font-size: 0.9rem; line-height: 1.35}
+#TOC ul {list-style: none; padding-left: 0.9em; margin: 0.2em 0}
+#TOC > ul {padding-left: 0}
+#TOC a {text-decoration: none; color: #1f4e79}
+#TOC a:hover {text-decoration: underline}
+#toc-title {font-size: 1rem; margin: 0 0 0.4em}
+body > #TOC {position: fixed; top: 0; left: 0; bottom: 0; width: 250px; overflow-y: auto;
+  padding: 1rem 0.8rem; border-right: 1px solid #ddd; background: #fafafa; z-index: 10;
+  box-sizing: border-box}
+body.jp-Notebook > main {margin-left: 270px; max-width: 1120px; padding: 0 1.5rem;
+  box-sizing: border-box}
+@media (max-width: 1100px) {
+  body > #TOC {position: static; width: auto; border-right: none;
+    border-bottom: 1px solid #ddd; overflow: visible}
+  body.jp-Notebook > main {margin-left: 0; padding: 0 0.6rem}
+}
+.jp-RenderedMarkdown p, .jp-RenderedMarkdown li, figcaption, .lead {max-width: 78ch}
+.jp-RenderedHTMLCommon p {max-width: 78ch}
+.table-wrap {overflow-x: auto; max-width: 100%; margin: 0.5em 0 1.2em}
+.table-wrap table {margin: 0; border-collapse: collapse}
+table.dataframe th, table.dataframe td {text-align: left !important; vertical-align: top;
+  padding: 0.25em 0.6em}
+table.matrix td.score {white-space: nowrap; text-align: right !important}
+table.matrix .ci {color: #555; font-size: 0.85em}
+table.matrix th {cursor: pointer; white-space: nowrap}
+table.matrix th[aria-sort="ascending"]::after {content: " ▲"}
+table.matrix th[aria-sort="descending"]::after {content: " ▼"}
+.tag {font-size: 0.75em; padding: 0 0.35em; border: 1px solid #888; border-radius: 3px;
+  color: #333}
+figure.report-figure {margin: 1em 0 1.6em}
+figure.report-figure img {max-width: 100%; height: auto}
+figcaption {font-size: 0.95em; color: #222}
+pre.config {max-height: 30em; overflow: auto; background: #f6f6f6; padding: 0.6em;
+  white-space: pre; max-width: 100%}
+details > summary {cursor: pointer; margin: 0.4em 0}
+@media print {
+  body > #TOC, #matrix-filter {display: none}
+  body.jp-Notebook > main {margin: 0; max-width: none}
+  .table-wrap {overflow: visible}
+  figure.report-figure, table {break-inside: avoid}
+  details > *:not(summary) {display: block}
+  a {color: inherit}
+}
+</style>"""))
 
 
-def show(fig: plt.Figure, name: str, description: str) -> None:
-    """Display a figure as an embedded PNG with alternative text; keep a copy for Snakemake's
+def show(fig: plt.Figure, name: str, caption: str, alt: str) -> None:
+    """Display a figure as a numbered, captioned, embedded PNG; keep a copy for Snakemake's
     report."""
     global figure_count
     figure_count += 1
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     if run.figures:
         (run.figures / f"{figure_count:02d}-{name}.png").write_bytes(buffer.getvalue())
     data = base64.b64encode(buffer.getvalue()).decode()
-    display(HTML(f'<img src="data:image/png;base64,{data}" alt="{html.escape(description)}" '
-                 f'style="max-width: 100%">'))
+    display(HTML(f'<figure class="report-figure" id="fig-{name}">'
+                 f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+                 f"<figcaption><b>Figure {figure_count}.</b> {caption}</figcaption></figure>"))
 
 
 def table(frame: pd.DataFrame, table_id: str | None = None) -> None:
-    """Display a table without its index."""
-    display(HTML(frame.to_html(index=False, border=0, table_id=table_id, na_rep="–",
-                               classes="dataframe")))
+    """Display a table without its index, scrolling sideways inside its own box."""
+    display(HTML('<div class="table-wrap">' + frame.to_html(
+        index=False, border=0, table_id=table_id, na_rep="–", classes="dataframe",
+        escape=True) + "</div>"))
+
+
+def folded(summary: str, frame: pd.DataFrame, table_id: str) -> None:
+    """A table behind a disclosure triangle."""
+    display(HTML(f"<details><summary>{html.escape(summary)}</summary>"
+                 '<div class="table-wrap">' + frame.to_html(
+                     index=False, border=0, table_id=table_id, na_rep="–",
+                     classes="dataframe") + "</div></details>"))
 
 
 def note(text: str) -> None:
@@ -76,300 +139,500 @@ def note(text: str) -> None:
     display(Markdown(text))
 
 
-def number(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Format ``columns`` with three significant digits."""
-    return frame.assign(**{c: frame[c].map(rd.sig) for c in columns})
+def fitted_limits(lows: list[float], highs: list[float]) -> tuple[float, float]:
+    """Axis limits around the data with a 6% margin."""
+    low, high = np.nanmin(lows), np.nanmax(highs)
+    pad = max(0.06 * (high - low), 0.005)
+    return low - pad, high + pad
+
+
+def band(mean: pd.Series, sd: pd.Series, n: pd.Series) -> pd.Series:
+    """Half-width of the 95% t interval of a mean over ``n`` rounds (NaN with one round)."""
+    n = n.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
 
 
 # %% [markdown]
-# ## Run summary
+# ## Key findings
 #
-# What was run: the datasets with their evaluation protocol, the models with their exact
-# checkpoint revision, the probes and training protocol, and the software and hardware.
+# Generated from the tables: per dataset, the best model and probe (the paired comparisons'
+# "best", else the highest headline score), where its layer sits, and the paired comparisons
+# against the runner-up, its random-weights control and the log-mel baseline (differences in
+# percentage points, 95% intervals, Holm-adjusted p over the comparisons of one dataset).
 
 # %%
-bench = rd.benchmark_table(run)
-table(pd.DataFrame([
-    {"item": "rendered", "value": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")},
-    {"item": "datasets", "value": len(run.datasets)},
-    {"item": "models", "value": len(run.models)},
-    {"item": "probes", "value": len(run.config["probes"])},
-    {"item": "seeds", "value": run.config["protocol"]["seeds"]},
-    {"item": "jobs benchmarked", "value": len(bench)},
-    {"item": "total run time (sum of job wall times, report excluded)",
-     "value": f"{rd.duration(bench['wall time (s)'].sum())} "
-              f"({rd.sig(bench['wall time (s)'].sum())} s)"},
-]), "run-facts")
-note("**Datasets**")
-table(rd.dataset_table(run), "datasets")
-note("**Models** (parameters counted from the checkpoint's safetensors files)")
-table(rd.model_table(run), "models")
-note("**Probes** (per layer and round, the grid of learning rates × weight decays is searched "
-     "with seed 0 on validation accuracy; further seeds repeat the chosen point, and each "
-     "run's best validation checkpoint predicts the test clips)")
-table(rd.probe_table(run.config), "probes")
-note("**Software** (the host that rendered this report)")
-table(rd.software_versions(), "software")
-note("**Hardware** (the host that rendered this report; extraction jobs may have run on a "
-     "cluster node)")
-table(rd.hardware(), "hardware")
+for dataset in run.datasets:
+    note(an.dataset_finding(run, dataset))
+layers_said = an.layer_findings(run)
+if layers_said:
+    display(Markdown("### Where the best layers sit"))
+    note("\n".join(f"- {line}" for line in layers_said))
+display(Markdown("### Caveats"))
+said = an.caveats(run)
+note("\n".join(f"- {line}" for line in said) if said else
+     "No dataset carries a note, and every task has published references.")
 
 # %% [markdown]
-# ## Leaderboard
+# ## Results matrix
 #
-# One row per dataset, model and probe at the layer chosen on validation, best test accuracy
-# first. Mean ± standard deviation over folds × seeds and the 95% confidence interval of the mean
-# (Student t), three significant digits.
+# The headline score (percent, one decimal) with its 95% interval for every model and probe
+# (rows) on every dataset (columns); the best of each dataset in bold; controls (random
+# weights) and baselines (log-mel) tagged; mean rank across datasets (1 = best). Click a column
+# to sort; type to filter rows.
 
 # %%
-table(rd.leaderboard(run.summary), "leaderboard")
+def matrix_html(frame: pd.DataFrame) -> str:
+    """The models x datasets matrix as a sortable, filterable HTML table."""
+    metrics = run.summary.groupby("dataset")["headline_metric"].first()
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("model", "probe"))
+    head += "".join(f'<th title="{an.METRIC_NAMES.get(metrics[d], metrics[d])}">'
+                    f"{html.escape(d)}</th>" for d in run.datasets)
+    head += "<th>mean rank</th>"
+    body = []
+    for _, row in frame.iterrows():
+        tag = f' <span class="tag">{row["role"]}</span>' if row["role"] else ""
+        cells = [f'<td data-value="{html.escape(row["model"])}">{html.escape(row["model"])}'
+                 f"{tag}</td>", f"<td>{html.escape(row['probe'])}</td>"]
+        for dataset in run.datasets:
+            cell = row[dataset]
+            if not isinstance(cell, dict):
+                cells.append('<td class="score" data-value="-1">–</td>')
+                continue
+            score = an.percent(cell["score"])
+            score = f"<b>{score}</b>" if cell["best"] else score
+            cells.append(f'<td class="score" data-value="{100 * cell["score"]:.4f}">{score}'
+                         f'<br><span class="ci">{an.percent_interval(cell["low"], cell["high"])}'
+                         "</span></td>")
+        cells.append(f'<td class="score" data-value="{row["mean rank"]:.4f}">'
+                     f'{row["mean rank"]:.2f}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<input type="search" id="matrix-filter" placeholder="Filter rows (model, probe, '
+            f'control, baseline)" aria-label="Filter the matrix" style="width: min(28em, 100%)">'
+            f'<div class="table-wrap"><table id="matrix" class="dataframe matrix">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+SORT_AND_FILTER = """<script>
+(function () {
+  var table = document.getElementById('matrix');
+  var filter = document.getElementById('matrix-filter');
+  if (!table || !filter) return;
+  var body = table.tBodies[0];
+  function key(row, i) {
+    var cell = row.cells[i], v = cell.getAttribute('data-value');
+    if (v === null) return cell.textContent.trim().toLowerCase();
+    var n = parseFloat(v);
+    return isNaN(n) ? v.toLowerCase() : n;
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+    th.setAttribute('tabindex', '0');
+    function sort() {
+      var descending = th.getAttribute('aria-sort') === 'ascending';
+      var numeric = i >= 2;
+      Array.prototype.forEach.call(table.tHead.rows[0].cells,
+                                   function (o) { o.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', descending ? 'descending' : 'ascending');
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a, i), y = key(b, i), d = x < y ? -1 : x > y ? 1 : 0;
+        return descending ? -d : d;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    }
+    th.addEventListener('click', sort);
+    th.addEventListener('keydown', function (e) { if (e.key === 'Enter') sort(); });
+  });
+  filter.addEventListener('input', function () {
+    var words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    Array.prototype.forEach.call(body.rows, function (r) {
+      var text = r.textContent.toLowerCase();
+      r.style.display = words.every(function (w) { return text.indexOf(w) >= 0; }) ? '' : 'none';
+    });
+  });
+})();
+</script>"""
+
+display(HTML(matrix_html(an.matrix(run)) + SORT_AND_FILTER))
+links = [f'<a href="../tables/{name}.csv">{name}.csv</a>' for name in run.tables]
+display(HTML(f'<p class="lead">The tables behind this report, next to it in '
+             f'<code>results/tables/</code>: {", ".join(links)}.</p>'))
 
 # %% [markdown]
-# ## Published reference results
+# ## Setup
 #
-# Numbers that other benchmarks report for the same model and task, next to this run's test
-# accuracy (in percent). A reference is matched by the dataset's adapter and options (the task
-# definition, e.g. the class set) and by the model's checkpoint id; a number is comparable only
-# when the protocol agrees too, and the table says when it does not.
+# The datasets with their evaluation protocol and headline metric (balanced accuracy where
+# classes are imbalanced), the models (log-mel is the weight-free baseline; a random-weights
+# model is the control of the pretrained model with the same checkpoint) and the probes.
 
 # %%
-comparison = rd.reference_comparison(run)
-table(comparison, "reference-comparison")
-if (comparison["source"] == "–").all():
-    note("**No reference for this model/task** in this run: none of its dataset and model pairs "
-         "appears in the published tables. All reference numbers (percent, mean ± std where "
-         "published) follow for context.")
-    shown = run.references
-else:
-    note("All published numbers for this run's tasks (any model; percent, mean ± std where "
-         "published), for context:")
-    shown = rd.task_references(run)
-table(rd.reference_overview(shown), "references")
-note("Sources of the reference protocols and how they differ from this workflow's (frozen "
-     "encoder, one layer's pooled features chosen on validation, StandardScaler, linear or MLP "
-     "probe trained with Adam and early stopping, official folds or splits):")
-table(rd.reference_protocols(shown), "reference-protocols")
-
+table(an.dataset_table(run), "datasets")
+table(an.model_table(run), "models")
+table(an.probe_table(run), "probes")
 
 # %% [markdown]
 # ## Per-dataset results
 #
-# For each dataset: test accuracy and macro-F1 of every model and probe at its selected layer
-# (error bars: standard deviation over folds × seeds); test accuracy of every layer; and, for the
-# configuration with the best validation accuracy, the confusion matrix, per-class scores and the
-# most confused class pairs, pooled over test folds and seeds.
+# For each dataset: validation and test scores of every layer for every model on relative depth
+# (0 = input embedding, 1 = last layer), the paired comparisons, and for the best configuration
+# the confusion matrix, per-class scores and most confused pairs (pooled over rounds and seeds,
+# each round at its own chosen layer).
 
 # %%
-def score_bars(rows: pd.DataFrame, dataset: str) -> None:
-    """Grouped bars of accuracy and macro-F1 per model and probe, with std error bars."""
-    models = list(dict.fromkeys(rows["model"]))
-    probes = [p for p in PROBE_COLOURS if p in set(rows["probe"])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    width = 0.8 / len(probes)
-    for ax, (metric, label) in zip(axes, [("accuracy", "test accuracy"),
-                                          ("macro_f1", "test macro-F1")]):
-        for k, probe in enumerate(probes):
-            part = rows[rows["probe"] == probe].set_index("model").reindex(models)
-            x = np.arange(len(models)) + (k - (len(probes) - 1) / 2) * width
-            ax.bar(x, part[f"{metric}_mean"], width, yerr=part[f"{metric}_std"], capsize=3,
-                   color=PROBE_COLOURS[probe], label=probe)
-        ax.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
-        ax.set(xlabel="model", ylabel=f"{label} (fraction)", ylim=(0, 1.05),
-               title=f"{dataset}: {label}")
-    axes[1].legend(title="probe", loc="lower right")
-    show(fig, f"{dataset}-scores", f"{dataset}: bar charts of test accuracy and macro-F1 per "
-                                   "model and probe, with standard-deviation error bars")
+def layer_figure(dataset: str) -> None:
+    """Validation (left) and test (right) score by relative depth, one row per probe."""
+    rows = run.layers[run.layers["dataset"] == dataset]
+    metric = run.summary.loc[run.summary["dataset"] == dataset, "headline_metric"].iloc[0]
+    summary = run.summary[run.summary["dataset"] == dataset]
+    probes = LAYERED_PROBES or run.probes
+    fig, axes = plt.subplots(len(probes), 2, figsize=(12, 3.6 * len(probes)), squeeze=False)
+    for r, probe in enumerate(probes):
+        handles = []
+        for c, (column, label) in enumerate([("val_accuracy", "validation accuracy"),
+                                             (metric, f"test {an.METRIC_NAMES[metric]}")]):
+            ax, lows, highs = axes[r][c], [], []
+            for model in run.models:
+                part = rows[(rows["model"] == model) & (rows["probe"] == probe)
+                            & (rows["layer"] >= 0)].sort_values("layer")
+                if part.empty:
+                    continue
+                mean, sd = part[f"{column}_mean"], part[f"{column}_sd"]
+                half = band(mean, sd, part["n_rounds"]).fillna(0)
+                colour = MODEL_COLOURS[model]
+                info = summary[(summary["model"] == model) & (summary["probe"] == probe)]
+                chosen = an.chosen_layers(info.iloc[0]) if len(info) else []
+                n = run.n_layers(model)
+                if n == 1:
+                    line = ax.axhline(mean.iloc[0], color=colour, linestyle="--", linewidth=2)
+                    ax.axhspan(mean.iloc[0] - half.iloc[0], mean.iloc[0] + half.iloc[0],
+                               color=colour, alpha=0.12)
+                    text = f"{model} (single layer, reference line)"
+                else:
+                    depth = part["layer"] / (n - 1)
+                    line, = ax.plot(depth, mean, color=colour, marker="o", markersize=3.5)
+                    ax.fill_between(depth, mean - half, mean + half, color=colour, alpha=0.15)
+                    modal = part[part["layer"] == int(info.iloc[0]["modal_layer"])]
+                    ax.plot(modal["layer"] / (n - 1), modal[f"{column}_mean"], marker="*",
+                            markersize=14, color=colour, markeredgecolor="black",
+                            linestyle="none")
+                    text = f"{model}: chosen layers {', '.join(map(str, chosen))}"
+                lows += list(mean - half)
+                highs += list(mean + half)
+                if c == 0:
+                    handles.append((line, text))
+            for wprobe in WEIGHTED_PROBES:
+                for model in run.models:
+                    hit = summary[(summary["model"] == model) & (summary["probe"] == wprobe)]
+                    if hit.empty or c == 0:
+                        continue
+                    value = hit.iloc[0][f"{metric}_mean"]
+                    line = ax.axhline(value, color=MODEL_COLOURS[model], linestyle=":",
+                                      linewidth=1.8)
+                    lows.append(value)
+                    highs.append(value)
+                    if r == 0 and c == 1:
+                        handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
+            if lows:
+                ax.set_ylim(*fitted_limits(lows, highs))
+            ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = input embedding, 1 = last)",
+                   ylabel=label, title=f"{probe} probe: {label}")
+        axes[r][1].legend([h for h, _ in handles], [t for _, t in handles],
+                          loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
+                          title="★ modal chosen layer", frameon=False)
+    fig.tight_layout()
+    show(fig, f"{dataset}-layers",
+         f"{dataset}: validation (left) and test (right) score of every layer, mean over rounds "
+         "with 95% bands; look for where each model's curve peaks and whether the validation "
+         "peak (where the layer is chosen) matches the test peak. Dashed: single-layer models; "
+         "dotted: probes on all layers.",
+         f"{dataset}: line charts of validation and test score against relative depth per model")
 
 
-def layer_curves(rows: pd.DataFrame, dataset: str) -> None:
-    """Test accuracy against layer, one panel per model; stars mark the selected layer."""
-    models = list(dict.fromkeys(rows["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), sharey=True,
-                             squeeze=False)
-    for ax, model in zip(axes[0], models):
-        per_layer = rows[(rows["model"] == model) & (rows["layer"] != rd.ALL_LAYERS)]
-        for probe, part in per_layer.groupby("probe", sort=False):
-            part = part.sort_values("layer")
-            ax.plot(part["layer"], part["accuracy_mean"], marker="o",
-                    color=PROBE_COLOURS[probe], label=probe)
-            ax.fill_between(part["layer"], part["accuracy_mean"] - part["accuracy_std"],
-                            part["accuracy_mean"] + part["accuracy_std"], alpha=0.15,
-                            color=PROBE_COLOURS[probe])
-            chosen = part[part["selected"]]
-            ax.plot(chosen["layer"], chosen["accuracy_mean"], marker="*", markersize=16,
-                    linestyle="none", color=PROBE_COLOURS[probe], markeredgecolor="black")
-        weighted = rows[(rows["model"] == model) & (rows["layer"] == rd.ALL_LAYERS)]
-        for _, row in weighted.iterrows():
-            ax.axhline(row["accuracy_mean"], linestyle="--", color=PROBE_COLOURS[row["probe"]],
-                       label=f"{row['probe']} (all layers)")
-        layers = sorted(rows.loc[(rows["model"] == model) & (rows["layer"] != rd.ALL_LAYERS),
-                                 "layer"].unique())
-        ax.set(title=model, xlabel="layer (0 = input embedding)", ylabel="test accuracy",
-               ylim=(0, 1.05))
-        if layers:
-            ax.set_xlim(layers[0] - 0.5, layers[-1] + 0.5)
-            ax.set_xticks(layers if len(layers) <= 25 else layers[::len(layers) // 12])
-    axes[0][-1].legend(title="probe (★ selected)", loc="lower right")
-    fig.suptitle(f"{dataset}: accuracy by layer (band: ± std over folds × seeds)", y=1.02)
-    show(fig, f"{dataset}-layers", f"{dataset}: line charts of test accuracy against layer, "
-                                   "one panel per model, the selected layer starred")
-
-
-def confusion_heatmap(predictions: pd.DataFrame, title: str, name: str) -> None:
-    classes, counts = rd.confusion(predictions)
+def confusion_figure(predictions: pd.DataFrame, dataset: str, label: str) -> None:
+    classes, counts = an.confusion(predictions)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    size = min(max(5, 0.42 * len(classes)), 24)
+    size = min(max(4.5, 0.38 * len(classes)), 14)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     sns.heatmap(share, xticklabels=classes, yticklabels=classes, cmap="Blues", vmin=0, vmax=1,
                 annot=len(classes) <= 12, fmt=".2f", square=True, ax=ax,
-                cbar_kws={"label": "fraction of the true class"})
-    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+                cbar_kws={"label": "share of the true class"})
+    ax.set(xlabel="predicted class", ylabel="true class")
     ax.grid(False)
-    show(fig, name, f"heatmap of the row-normalised confusion matrix, {title}")
+    show(fig, f"{dataset}-confusion",
+         f"{dataset}: confusion matrix of {label}, rows normalised to the true class; "
+         "off-diagonal cells show which classes it mixes up.",
+         f"{dataset}: heatmap of the row-normalised confusion matrix")
+
+
+def comparison_table(dataset: str) -> pd.DataFrame:
+    rows = run.comparisons[run.comparisons["dataset"] == dataset] if len(run.comparisons) \
+        else pd.DataFrame()
+    if rows.empty:
+        return rows
+    return pd.DataFrame({
+        "probe": rows["probe"], "comparison": rows["relation"],
+        "model a": rows["model_a"], "model b": rows["model_b"],
+        "a (%)": rows["mean_a"].map(an.percent), "b (%)": rows["mean_b"].map(an.percent),
+        "a − b (points)": (100 * rows["difference"]).map(lambda v: f"{v:+.1f}"),
+        "95% CI (points)": [an.percent_interval(lo, hi) for lo, hi in
+                            zip(rows["ci_low"], rows["ci_high"])],
+        "p (Holm)": rows["p_holm"].map(lambda v: an.sig(v, 2)),
+        "test": rows["test"] + ", n=" + rows["n"].astype(str),
+    })
 
 
 for dataset in run.datasets:
-    display(Markdown(f"### {dataset}"))
-    rows = run.summary[run.summary["dataset"] == dataset]
-    score_bars(rd.selected(rows), dataset)
-    layer_curves(rows, dataset)
-    best = rd.best_configuration(run.summary, dataset)
+    display(Markdown(f"### {dataset}: results"))
+    layer_figure(dataset)
+    compared = comparison_table(dataset)
+    if compared.empty:
+        note("No paired comparison was run on this dataset.")
+    else:
+        folded(f"Paired comparisons on {dataset} ({len(compared)})", compared,
+               f"{dataset}-comparisons")
+    best = an.best_row(run, dataset)
     predictions = run.predictions_of(dataset, best["model"], best["probe"])
-    label = f"{best['model']}, {best['probe']} probe, layer {rd.layer_name(best['layer'])}"
-    display(Markdown("#### Confusion matrix of the best configuration"))
-    note(f"Best configuration on validation: **{label}**.")
-    confusion_heatmap(predictions, f"{dataset}: {label}\n(rows normalised to the true class)",
-                      f"{dataset}-confusion")
-    display(Markdown("#### Per-class scores"))
-    note("Precision, recall and F1 of each class (scikit-learn's classification report, pooled "
-         "over folds and seeds: support counts each test clip once per seed).")
-    scores = rd.class_report(predictions).reset_index()
-    table(number(scores, ["precision", "recall", "f1"]), f"{dataset}-per-class")
-    display(Markdown("#### Most confused class pairs"))
-    table(rd.confused_pairs(predictions), f"{dataset}-confused-pairs")
+    label = f"{best['model']} with the {best['probe']} probe"
+    confusion_figure(predictions, dataset, label)
+    scores = an.class_report(predictions).reset_index()
+    folded(f"Per-class precision, recall and F1 of {label}", scores.assign(
+        **{c: scores[c].map(an.sig) for c in ("precision", "recall", "f1")}),
+        f"{dataset}-per-class")
+    note(f"Most confused class pairs of {label}:")
+    table(an.confused_pairs(predictions), f"{dataset}-confused-pairs")
 
 # %% [markdown]
 # ## Across tasks
 #
-# Test accuracy (mean over folds × seeds) of every layer on every dataset, one heatmap per model;
-# rows are dataset and probe. A task whose best layer sits early or in the middle of the network
-# says where the information the task needs lives.
+# For each model with more than one layer and the first single-layer probe: the test score of
+# every layer on every dataset, as points below that dataset's best layer of the model, so that
+# close scores separate; the number in a cell is the score itself (percent) and the box marks
+# the layer chosen in most rounds.
 
 # %%
-for model in run.models:
-    rows = run.summary[run.summary["model"] == model]
-    grid = rows.pivot_table(index=["dataset", "probe"], columns="layer", values="accuracy_mean")
-    grid = grid[sorted(grid.columns, key=lambda k: (k == rd.ALL_LAYERS, k))]
-    grid.index = [f"{d} · {p}" for d, p in grid.index]
-    grid.columns = [rd.layer_name(k) for k in grid.columns]
-    fig, ax = plt.subplots(figsize=(max(5, 0.7 * grid.shape[1] + 3), 0.6 * len(grid) + 1.6))
-    sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", annot=grid.shape[1] <= 16, fmt=".2f",
-                ax=ax, cbar_kws={"label": "test accuracy"})
-    ax.set(xlabel="layer (0 = input embedding; all = weighted probe)",
-           ylabel="dataset · probe", title=f"{model}: test accuracy by dataset and layer")
-    ax.tick_params(axis="y", rotation=0)
-    ax.grid(False)
-    show(fig, f"{model}-layers-by-dataset",
-         f"{model}: heatmap of test accuracy by dataset and probe (rows) and layer (columns)")
+multi = [m for m in run.models if run.n_layers(m) > 1]
+if len(run.datasets) < 2:
+    note("One dataset only: a comparison across tasks needs two or more.")
+elif not multi or not LAYERED_PROBES:
+    note("No model with more than one layer was probed layer by layer.")
+else:
+    probe = LAYERED_PROBES[0]
+    fig, axes = plt.subplots(len(multi), 1, figsize=(12, 0.55 * len(run.datasets) * len(multi)
+                                                      + 1.2 * len(multi)), squeeze=False)
+    gaps = {}
+    for model in multi:
+        grid, scores, boxes = [], [], []
+        for dataset in run.datasets:
+            metric = run.summary.loc[run.summary["dataset"] == dataset,
+                                     "headline_metric"].iloc[0]
+            part = run.layers[(run.layers["dataset"] == dataset) & (run.layers["model"] == model)
+                              & (run.layers["probe"] == probe) & (run.layers["layer"] >= 0)]
+            values = part.sort_values("layer")[f"{metric}_mean"].to_numpy()
+            grid.append(100 * (values - values.max()))
+            scores.append(100 * values)
+            info = run.summary[(run.summary["dataset"] == dataset)
+                               & (run.summary["model"] == model)
+                               & (run.summary["probe"] == probe)]
+            boxes.append(int(info.iloc[0]["modal_layer"]) if len(info) else None)
+        gaps[model] = (np.array(grid), np.array(scores), boxes)
+    floor = min(np.percentile(g[0], 10) for g in gaps.values())
+    floor = max(floor, -15.0)
+    for ax, model in zip(axes[:, 0], multi):
+        grid, scores, boxes = gaps[model]
+        sns.heatmap(grid, ax=ax, cmap="mako", vmin=floor, vmax=0,
+                    annot=scores, fmt=".0f", annot_kws={"fontsize": 8},
+                    xticklabels=range(grid.shape[1]), yticklabels=run.datasets,
+                    cbar_kws={"label": "points below the best layer"})
+        for row, layer in enumerate(boxes):
+            if layer is not None:
+                ax.add_patch(Rectangle((layer, row), 1, 1, fill=False, edgecolor="#e8590c",
+                                       linewidth=2.5))
+        ax.set(title=f"{model}, {probe} probe", xlabel="layer (0 = input embedding)",
+               ylabel="dataset")
+        ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    show(fig, "layers-across-tasks",
+         f"Test score by layer across datasets ({probe} probe), shaded by distance from each "
+         f"dataset's best layer (scale clipped at {floor:.0f} points); boxes mark the layer "
+         "chosen in most rounds. Look for whether tasks peak at the same depth.",
+         "heatmaps of test score by dataset and layer, one per model")
+
+# %% [markdown]
+# ## Comparison with published results
+#
+# Only the published numbers for the same task definition and checkpoint as one of this run's
+# rows, with how the protocols differ in probe and layer, split and test set, and class
+# balance. The full reference table is in Appendix B.
+
+# %%
+matched = an.reference_matches(run)
+if matched.empty:
+    note("No published number matches a task and checkpoint of this run.")
+else:
+    same = int(matched["same probe"].sum())
+    note(f"{len(matched)} published numbers match; {same} of them use the same probe type.")
+    table(matched.drop(columns=["same probe"]), "reference-matches")
 
 # %% [markdown]
 # ## Error analysis
 #
-# For the best configuration of each dataset: a two-dimensional map (UMAP when installed,
-# otherwise t-SNE, at most 2000 test clips) of the selected layer's standardised features,
-# coloured by class and by whether the probe got the clip right across seeds; then the test clips
-# with the highest cross-entropy loss (mean over seeds).
+# For the best configuration of each dataset: a t-SNE map (at most 1000 test clips) of the
+# standardised features of the layer chosen in each clip's round, with the class in colour on
+# the left and the outcome as marker shape on the right (grey dot: right in every seed; open
+# circle: right in some; black cross: wrong in every seed); then the clips with the highest
+# loss.
 
 # %%
 for dataset in run.datasets:
-    display(Markdown(f"### {dataset}: errors of the best configuration"))
-    best = rd.best_configuration(run.summary, dataset)
+    display(Markdown(f"### {dataset}: errors"))
+    best = an.best_row(run, dataset)
     store = run.store(dataset, best["model"])
-    outcomes = rd.clip_outcomes(run.predictions_of(dataset, best["model"], best["probe"]))
+    outcomes = an.clip_outcomes(run.predictions_of(dataset, best["model"], best["probe"]))
     index = pd.Series(np.arange(len(store.meta)), index=store.meta["clip_id"])
-    features = rd.layer_features(store, int(best["layer"]))[
-        index[outcomes["clip_id"]].to_numpy()]
-    points, rows, method = rd.embedding_2d(features)
-    shown = outcomes.iloc[rows]
-    outcome = np.select([shown["share correct"] == 1, shown["share correct"] == 0],
-                        ["right in every seed", "wrong in every seed"], "right in some seeds")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    layer = int(outcomes["layer"].mode().iloc[0])
+    features = an.layer_features(store, layer)[index[outcomes["clip_id"]].to_numpy()]
+    points, kept, method = an.embedding_2d(features)
+    shown = outcomes.iloc[kept]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     n_classes = shown["label"].nunique()
-    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=shown["label"].to_numpy(), s=22,
-                    palette="tab10" if n_classes <= 10 else "husl", legend=n_classes <= 20,
-                    ax=axes[0])
-    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=outcome, s=22, ax=axes[1],
-                    hue_order=["right in every seed", "right in some seeds",
-                               "wrong in every seed"],
-                    palette=["#4c9f70", "#f0a830", "#c03030"])
-    for ax, title in zip(axes, ["coloured by class", "coloured by outcome"]):
-        ax.set(xlabel=f"{method} 1 (arbitrary units)", ylabel=f"{method} 2 (arbitrary units)",
-               title=title)
-        if ax.get_legend():
-            ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize="small")
-    fig.suptitle(f"{dataset}: {best['model']}, layer {rd.layer_name(best['layer'])}, "
-                 f"{len(rows)} test clips", y=1.02)
+    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=shown["label"].to_numpy(), s=18,
+                    palette="husl", legend=n_classes <= 20, ax=axes[0])
+    for outcome, mask, style in (
+            ("right in every seed", shown["share correct"] == 1,
+             {"marker": "o", "color": "#b0b0b0", "s": 14}),
+            ("right in some seeds", shown["share correct"].between(0, 1, inclusive="neither"),
+             {"marker": "o", "facecolors": "none", "edgecolors": "#404040", "s": 22}),
+            ("wrong in every seed", shown["share correct"] == 0,
+             {"marker": "x", "color": "black", "s": 22})):
+        axes[1].scatter(points[mask.to_numpy(), 0], points[mask.to_numpy(), 1], label=outcome,
+                        **style)
+    for ax, title in zip(axes, ["class", "outcome"]):
+        ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=title, xticks=[], yticks=[])
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize="small",
+                      frameon=False)
     fig.tight_layout()
-    show(fig, f"{dataset}-embedding", f"{dataset}: {method} scatter plots of the test clips' "
-                                      "features, coloured by class and by outcome")
+    show(fig, f"{dataset}-embedding",
+         f"{dataset}: {method} of {len(kept)} test clips under {best['model']} "
+         f"({best['probe']} probe, layer {an.layer_name(layer)} in most rounds); errors that "
+         "cluster on the right inside one class region on the left point to a class-level "
+         "confusion rather than noise.",
+         f"{dataset}: {method} scatter plots by class and by outcome")
     note("Test clips with the highest loss:")
-    table(rd.highest_loss(outcomes, store), f"{dataset}-highest-loss")
+    table(an.highest_loss(outcomes, store), f"{dataset}-highest-loss")
 
 # %% [markdown]
 # ## Data audit
 #
-# What went into the probes: the class distribution per fold or split, clip durations, and the
-# clips extraction padded (shorter than the model's minimum input), processed in windows (longer
-# than `extraction.max_seconds`) or rejected, with the reasons. Silence and clipping are not
-# measured by extraction yet, so they are not flagged here.
+# What went into the probes: the class distribution per fold or split, clip durations, the clips
+# extraction padded, processed in windows or rejected (with reasons), and the notes the dataset
+# adapter wrote into the manifest.
 
 # %%
 for dataset in run.datasets:
     display(Markdown(f"### {dataset}: data"))
-    manifest = rd.read_manifest(run.manifests[dataset])
+    manifest = results.read_manifest(run.manifests[dataset])
     part = (manifest["fold"].astype("Int64").astype(str).radd("fold ")
             if manifest["fold"].notna().all() else manifest["split"])
     counts = pd.crosstab(manifest["label"], part)
     meta = run.store(dataset, run.models[0]).meta
-    fig, axes = plt.subplots(1, 2, figsize=(13, max(4, min(0.28 * len(counts), 20))),
-                             width_ratios=[1.2, 1])
-    counts.plot.barh(stacked=True, ax=axes[0], colormap="tab20", width=0.8)
-    axes[0].set(xlabel="clips", ylabel="class", title="class distribution")
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, min(0.25 * len(counts), 14))),
+                             width_ratios=[1.3, 1])
+    counts.plot.barh(stacked=True, ax=axes[0], colormap="cividis", width=0.8)
+    axes[0].set(xlabel="clips", ylabel="class", title="clips per class and fold or split")
     axes[0].legend(title="fold / split", bbox_to_anchor=(1.01, 1), loc="upper left",
-                   fontsize="small")
+                   fontsize="small", frameon=False)
     if len(counts) > 60:
         axes[0].set_yticks([])
-    axes[1].hist(meta["duration"], bins=30, color="#4878a8")
+    axes[1].hist(meta["duration"], bins=30, color="#6c757d")
     axes[1].set(xlabel="clip duration (s)", ylabel="clips", title="duration of the kept clips")
-    fig.suptitle(f"{dataset}: {len(manifest)} clips, {len(counts)} classes", y=1.02)
     fig.tight_layout()
-    show(fig, f"{dataset}-data", f"{dataset}: stacked bar chart of clips per class and fold "
-                                 "or split, and histogram of clip durations")
-    table(rd.audit_table(run, dataset), f"{dataset}-audit")
-    reasons = rd.rejection_reasons(run, dataset)
-    if reasons.empty:
-        note("No clip was rejected by any model's extraction.")
-    else:
-        note("Rejected clips by reason:")
+    show(fig, f"{dataset}-data",
+         f"{dataset}: {len(manifest)} clips in {len(counts)} classes; check that every fold or "
+         "split holds every class and that no duration dominates.",
+         f"{dataset}: stacked bars of clips per class and fold, histogram of durations")
+    table(an.audit_table(run, dataset), f"{dataset}-audit")
+    reasons = an.rejection_reasons(run, dataset)
+    note("No clip was rejected by any model's extraction." if reasons.empty else
+         "Rejected clips by reason:")
+    if not reasons.empty:
         table(reasons, f"{dataset}-rejected")
+    notes = run.notes.get(dataset, {})
+    if notes.get("notes"):
+        note("Manifest notes:\n\n" + "\n".join(f"- {n}" for n in notes["notes"]))
+    if notes.get("comparable") is False:
+        note("The adapter marks this dataset **not comparable** with published numbers.")
 
 # %% [markdown]
 # ## Cost
 #
-# Wall time and peak memory of every job from Snakemake's benchmark files; for extraction jobs,
-# the throughput in clips and in seconds of audio per second of wall time.
+# Wall time and peak memory per rule from Snakemake's benchmark files (sum and longest job); for
+# extraction, the throughput in clips and in seconds of audio per second of wall time.
 
 # %%
-columns = ["wall time (s)", "max RSS (MB)", "clips / s", "audio s / s"]
-table(number(bench, columns).assign(clips=bench["clips"].map(
-    lambda v: "–" if pd.isna(v) else f"{int(v):,}")), "cost")
-ordered = bench.sort_values("wall time (s)")
-fig, ax = plt.subplots(figsize=(9, max(3, 0.32 * len(ordered) + 1)))
-palette = dict(zip(dict.fromkeys(bench["step"]),
-                   sns.color_palette("colorblind", bench["step"].nunique())))
-ax.barh(ordered["step"] + ": " + ordered["job"], ordered["wall time (s)"],
-        color=[palette[s] for s in ordered["step"]])
-ax.set(xlabel="wall time (s)", ylabel="job", title="wall time per job")
-ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in palette.values()],
-          labels=list(palette), title="step", bbox_to_anchor=(1.01, 0), loc="lower left")
-show(fig, "cost", "bar chart of the wall time of every job, coloured by step")
+cost = an.cost_table(run)
+total = cost["total wall time (s)"].sum()
+note(f"{len(run.jobs)} jobs, {an.duration(total)} ({an.sig(total)} s) of wall time in all "
+     "(the report itself excluded).")
+table(cost.assign(**{c: cost[c].map(an.sig) for c in cost.columns
+                     if c not in ("rule", "jobs")}), "cost")
+fig, ax = plt.subplots(figsize=(9, 0.45 * len(cost) + 1.2))
+ordered = cost.sort_values("total wall time (s)")
+ax.barh(ordered["rule"], ordered["total wall time (s)"], color="#6c757d")
+ax.set(xlabel="total wall time (s)", ylabel="rule")
+show(fig, "cost", "Total wall time per rule; the longest bar is where speed-ups pay off.",
+     "bar chart of the total wall time of every rule")
+
+# %% [markdown]
+# ## Appendix A: Run details
+#
+# The configuration as run, the workflow's commit, the seeds and the hyperparameters each round
+# chose, and the software and hardware of the jobs that did the work, read from their logs.
+# The host that rendered this page is named separately at the end.
+
+# %%
+commit = results.git_commit(run.workflow)
+protocol = run.config.get("protocol", {})
+table(pd.DataFrame([
+    {"item": "workflow commit", "value": commit or "not a git checkout"},
+    {"item": "seeds per round", "value": protocol.get("seeds", "–")},
+    {"item": "learning rates searched", "value": ", ".join(map(str, protocol.get(
+        "learning_rates", [])))},
+    {"item": "weight decays searched", "value": ", ".join(map(str, protocol.get(
+        "weight_decays", [])))},
+    {"item": "max epochs (patience)",
+     "value": f"{protocol.get('max_epochs', '–')} ({protocol.get('patience', '–')})"},
+]), "run-facts")
+display(HTML("<details><summary>Configuration as run (YAML)</summary><pre class='config'>"
+             + html.escape(yaml.safe_dump(run.config, sort_keys=False)) + "</pre></details>"))
+hyper = an.chosen_hyperparameters(run)
+if not hyper.empty:
+    folded(f"Hyperparameters chosen on validation per round ({len(hyper)} rounds)",
+           hyper.assign(**{c: hyper[c].map(an.sig) for c in ("val. accuracy",) if c in hyper}),
+           "chosen-hyperparameters")
+note("Software and hardware of the jobs, from the run details each job logged at its start "
+     "(one row per rule and environment):")
+table(an.job_environments(run), "job-environments")
+host = run_details()
+table(pd.DataFrame([
+    {"item": "rendered", "value": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")},
+    {"item": "host", "value": host["host"]}, {"item": "CPU", "value": host["cpu"]},
+    {"item": "OS", "value": host["os"]},
+    {"item": "python", "value": platform.python_version()},
+    {"item": "packages", "value": ", ".join(f"{k} {v}" for k, v in host["packages"].items())},
+]), "rendering-host")
+
+# %% [markdown]
+# ## Appendix B: Published references
+#
+# Every published number in `report/reference_results.csv`, with its source, year and link. A
+# number is comparable with this run's only when task definition, split, test set, class
+# balance and probe agree.
+
+# %%
+appendix = an.reference_appendix(run.references)
+appendix["link"] = appendix["link"].map(
+    lambda u: f'<a href="{html.escape(u)}" rel="noreferrer">{html.escape(u)}</a>' if u else "–")
+display(HTML('<div class="table-wrap">' + appendix.to_html(
+    index=False, border=0, table_id="references", classes="dataframe", escape=False,
+    formatters={c: html.escape for c in appendix.columns if c != "link"}) + "</div>"))
