@@ -192,18 +192,18 @@ def matrix(run: Run) -> pd.DataFrame:
 # Comparisons and key findings ----------------------------------------------------------------
 
 def best_row(run: Run, dataset: str) -> pd.Series:
-    """The dataset's best model and probe: the one the paired comparisons name as best, else
-    the highest headline mean."""
+    """The dataset's best model and probe: of the models the paired comparisons name as best
+    (one per probe), the one with the highest headline score; without comparisons, the highest
+    headline score."""
     rows = with_headline(run.summary[run.summary["dataset"] == dataset])
     comparisons = run.comparisons
     if len(comparisons):
         named = comparisons[(comparisons["dataset"] == dataset)
                             & (comparisons["relation"] == "best vs other")]
-        if len(named):
-            model, probe = named.iloc[0][["model_a", "probe"]]
-            hit = rows[(rows["model"] == model) & (rows["probe"] == probe)]
-            if len(hit):
-                return hit.iloc[0]
+        named = set(zip(named["model_a"], named["probe"]))
+        candidates = rows[[(m, p) in named for m, p in zip(rows["model"], rows["probe"])]]
+        if len(candidates):
+            rows = candidates
     return rows.loc[rows["score"].idxmax()]
 
 

@@ -44,6 +44,9 @@ PROBES = {"linear": {"kind": "linear"}, "mlp": {"kind": "mlp", "hidden": [256, 2
           "weighted": {"kind": "weighted"}}
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 SEEDS = 2
+COMPARISON_COLUMNS = ["dataset", "probe", "metric", "model_a", "model_b", "relation", "mean_a",
+                      "mean_b", "difference", "ci_low", "ci_high", "p_value", "test", "n",
+                      "p_holm"]
 
 
 def config(datasets: list[str], models: list[str], probes: list[str]) -> dict:
@@ -219,7 +222,7 @@ def _comparisons(summary: pd.DataFrame, runs: pd.DataFrame, n_test: dict,
                 if MODELS[model][0] != "logmel" and "logmel" in scores:
                     rows.append(_compare(dataset, probe, metric, model, "logmel",
                                          "vs log-mel baseline", scores, *args))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:-1]])
     table["p_holm"] = table.groupby("dataset")["p_value"].transform(_holm)
     return table
 

@@ -57,6 +57,7 @@ WEIGHTED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] == "
 figure_count = 0
 
 display(HTML("""<style>
+.jp-InputPrompt, .jp-OutputPrompt {display: none !important}
 #TOC {font-size: 0.9rem; line-height: 1.35}
 #TOC ul {list-style: none; padding-left: 0.9em; margin: 0.2em 0}
 #TOC > ul {padding-left: 0}
@@ -72,6 +73,7 @@ body.jp-Notebook > main {margin-left: 270px; max-width: 1120px; padding: 0 1.5re
   body > #TOC {position: static; width: auto; border-right: none;
     border-bottom: 1px solid #ddd; overflow: visible}
   body.jp-Notebook > main {margin-left: 0; padding: 0 0.6rem}
+  #TOC ul ul li {display: inline; margin-right: 0.9em}
 }
 .jp-RenderedMarkdown p, .jp-RenderedMarkdown li, figcaption, .lead {max-width: 78ch}
 .jp-RenderedHTMLCommon p {max-width: 78ch}
@@ -80,6 +82,8 @@ body.jp-Notebook > main {margin-left: 270px; max-width: 1120px; padding: 0 1.5re
 table.dataframe th, table.dataframe td {text-align: left !important; vertical-align: top;
   padding: 0.25em 0.6em}
 table.matrix td.score {white-space: nowrap; text-align: right !important}
+table.matrix th, table.matrix td {padding: 0.2em 0.45em}
+table.matrix tr > :first-child {position: sticky; left: 0; background: #fff; z-index: 1}
 table.matrix .ci {color: #555; font-size: 0.85em}
 table.matrix th {cursor: pointer; white-space: nowrap}
 table.matrix th[aria-sort="ascending"]::after {content: " ▲"}
@@ -351,15 +355,15 @@ def layer_figure(dataset: str) -> None:
 def confusion_figure(predictions: pd.DataFrame, dataset: str, label: str) -> None:
     classes, counts = an.confusion(predictions)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    size = min(max(4.5, 0.38 * len(classes)), 14)
+    size = min(max(5, 0.55 * len(classes)), 14)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    sns.heatmap(share, xticklabels=classes, yticklabels=classes, cmap="Blues", vmin=0, vmax=1,
-                annot=len(classes) <= 12, fmt=".2f", square=True, ax=ax,
-                cbar_kws={"label": "share of the true class"})
+    sns.heatmap(100 * share, xticklabels=classes, yticklabels=classes, cmap="Blues", vmin=0,
+                vmax=100, annot=len(classes) <= 15, fmt=".0f", annot_kws={"fontsize": 8},
+                square=True, ax=ax, cbar_kws={"label": "percent of the true class"})
     ax.set(xlabel="predicted class", ylabel="true class")
     ax.grid(False)
     show(fig, f"{dataset}-confusion",
-         f"{dataset}: confusion matrix of {label}, rows normalised to the true class; "
+         f"Confusion matrix of {label} on {dataset}, rows normalised to the true class; "
          "off-diagonal cells show which classes it mixes up.",
          f"{dataset}: heatmap of the row-normalised confusion matrix")
 
