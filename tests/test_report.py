@@ -188,9 +188,11 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
     for dataset in STUDY_DATASETS:
         paragraph = re.search(rf"{dataset}: best is .*?(?=\n)", text)[0]
         named = comparisons[(comparisons["dataset"] == dataset)
-                            & (comparisons["relation"] == "best vs other")].iloc[0]
-        best = summary[(summary["dataset"] == dataset) & (summary["model"] == named["model_a"])
-                       & (summary["probe"] == named["probe"])].iloc[0]
+                            & (comparisons["relation"] == "best vs other")]
+        candidates = an.with_headline(summary[summary["dataset"] == dataset]).merge(
+            named[["model_a", "probe"]].drop_duplicates().rename(columns={"model_a": "model"}))
+        assert len(candidates) == 3  # one best per probe
+        best = candidates.loc[candidates["score"].idxmax()]
         metric = best["headline_metric"]
         assert paragraph.startswith(f"{dataset}: best is {best['model']} with the "
                                     f"{best['probe']} probe")
