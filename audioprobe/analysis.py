@@ -568,16 +568,23 @@ def layer_features(store: Store, layer: int) -> np.ndarray:
 
 def embedding_2d(features: np.ndarray, max_points: int = 1000,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """A 2-D map of ``features`` (t-SNE) of at most ``max_points`` rows; returns the points,
-    the row indices used and the method's name."""
+    """A 2-D map of ``features`` (t-SNE of the first 50 principal components of the
+    standardised features) of at most ``max_points`` rows; returns the points, the row indices
+    used and the method's name. One thread: on a shared machine OpenMP's spinning threads make
+    t-SNE many times slower."""
+    from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(features), min(max_points, len(features)), replace=False))
     x = StandardScaler().fit_transform(features[rows])
-    perplexity = min(30.0, max(2.0, (len(rows) - 1) / 4))
-    points = TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    with threadpool_limits(1):
+        if x.shape[1] > 50 and len(rows) > 50:
+            x = PCA(50, random_state=seed).fit_transform(x)
+        perplexity = min(30.0, max(2.0, (len(rows) - 1) / 4))
+        points = TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
     return points, rows, "t-SNE"
 
 
