@@ -179,8 +179,8 @@ def matrix(run: Run) -> pd.DataFrame:
                 continue
             row = hit.iloc[0]
             record[dataset] = {"score": row["score"], "low": row["score_low"],
-                               "high": row["score_high"], "best": row["score"] == best[hit.index[0]],
-                               "metric": row["headline_metric"]}
+                               "high": row["score_high"], "metric": row["headline_metric"],
+                               "best": row["score"] == best[hit.index[0]]}
         record["mean rank"] = part["rank"].mean()
         records.append(record)
     table = pd.DataFrame(records)
@@ -220,7 +220,8 @@ def verdict(comparison: pd.Series, alpha: float = 0.05) -> str:
     """A paired comparison in words: the difference in points with its interval and Holm p."""
     difference = 100 * comparison["difference"]
     detail = (f"{difference:+.1f} points, 95% CI [{100 * comparison['ci_low']:.1f}, "
-              f"{100 * comparison['ci_high']:.1f}], Holm-adjusted p = {sig(comparison['p_holm'], 2)}")
+              f"{100 * comparison['ci_high']:.1f}], "
+              f"Holm-adjusted p = {sig(comparison['p_holm'], 2)}")
     low, high = comparison["ci_low"], comparison["ci_high"]
     if comparison["p_holm"] < alpha and low > 0:
         word = "beats"
@@ -302,7 +303,7 @@ def caveats(run: Run) -> list[str]:
         if reference_task(run.config["datasets"][dataset]) is None:
             lines.append(f"{dataset}: no published reference covers this task definition.")
     matched = reference_matches(run)
-    differing = matched[~matched["same probe"]] if len(matched) else matched
+    differing = matched[matched["probe type"] != "same"] if len(matched) else matched
     if len(differing):
         lines.append(f"{len(differing)} of {len(matched)} matched published numbers come from a "
                      "different protocol (see Comparison with published results).")
@@ -322,20 +323,15 @@ def published(reference: pd.Series) -> str:
     return reference["value"] + (f" ± {reference['std']}" if reference["std"] else "")
 
 
-def this_run_protocol(run: Run, dataset: str, probe: str) -> dict:
-    """This run's side of the protocol comparison for one dataset and probe."""
-    kind = run.config["probes"][probe]["kind"]
+def this_run_split(run: Run, dataset: str) -> str:
+    """This run's folds or split of one dataset, with their sizes."""
     manifest = run.manifests.get(dataset)
-    split = protocol_of(read_manifest(manifest)) if manifest else "–"
-    return {"probe": f"{kind} probe, StandardScaler, Adam, early stopping on validation",
-            "layer": ("all layers, weights learned" if kind == "weighted" else
-                      "one layer, chosen on validation in each round"),
-            "split": split}
+    return protocol_of(read_manifest(manifest)) if manifest else "–"
 
 
 def reference_matches(run: Run) -> pd.DataFrame:
-    """Published numbers for the same task and checkpoint as one of this run's rows, with the
-    protocol differences spelled out (probe, layer, split and test set, class balance)."""
+    """Published numbers for the same task and checkpoint as one of this run's rows (controls
+    excluded), next to this run's number, with whether the probe type agrees."""
     rows = []
     summary = with_headline(run.summary)
     for _, row in summary.iterrows():
@@ -346,25 +342,41 @@ def reference_matches(run: Run) -> pd.DataFrame:
         refs = run.references[(run.references["task"] == task)
                               & run.references["model"].isin(names)]
         kind = run.config["probes"][row["probe"]]["kind"]
-        ours = this_run_protocol(run, row["dataset"], row["probe"])
         for _, ref in refs.iterrows():
-            protocol = PROTOCOLS[ref["protocol"]]
             metric = ref["metric"]
-            value = row.get(f"{metric}_mean", float("nan"))
-            balance = ("balanced accuracy (classes weighted equally)"
-                       if row["headline_metric"] == "balanced_accuracy" else "accuracy")
             rows.append({
                 "dataset": row["dataset"], "model": row["model"], "probe": row["probe"],
-                "reference model": ref["model"], "source": ref["source"],
+                "reference model": ref["model"],
+                "protocol": PROTOCOLS[ref["protocol"]]["summary"],
                 "metric": METRIC_NAMES.get(metric, metric),
-                "this run (%)": percent(value), "published (%)": published(ref),
-                "same probe": protocol["kind"] == kind,
-                "probe and layer": ("same probe type" if protocol["kind"] == kind else
-                                    f"ours: {ours['probe']}; {ours['layer']}. Theirs: "
-                                    f"{protocol['probe']}; {protocol['layer']}"),
-                "split and test set": f"ours: {ours['split']}. Theirs: {protocol['split']}",
-                "class balance": f"ours: headline {balance}. Theirs: {protocol['balance']}",
+                "this run (%)": percent(row.get(f"{metric}_mean", float("nan"))),
+                "published (%)": published(ref),
+                "probe type": ("same" if PROTOCOLS[ref["protocol"]]["kind"] == kind
+                               else "differs"),
+                "key": ref["protocol"],
             })
+    return pd.DataFrame(rows)
+
+
+def protocol_differences(run: Run, matches: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset and matched reference protocol: how that protocol differs from this
+    run's in probe and layer, split and test set, and class balance."""
+    rows = []
+    for (dataset, key), part in matches.groupby(["dataset", "key"], sort=False):
+        protocol = PROTOCOLS[key]
+        metric = run.summary.loc[run.summary["dataset"] == dataset, "headline_metric"].iloc[0]
+        balance = ("balanced accuracy (classes weighted equally)"
+                   if metric == "balanced_accuracy" else "accuracy over all test clips")
+        kinds = ", ".join(dict.fromkeys(run.config["probes"][p]["kind"] for p in part["probe"]))
+        rows.append({
+            "dataset": dataset, "protocol": protocol["summary"],
+            "probe and layer": (f"ours: {kinds} probes on one layer chosen on validation in "
+                                "each round (weighted: all layers, weights learned). Theirs: "
+                                f"{protocol['probe']}; {protocol['layer']}"),
+            "split and test set": (f"ours: {this_run_split(run, dataset)}. "
+                                   f"Theirs: {protocol['split']}"),
+            "class balance": f"ours: headline {balance}. Theirs: {protocol['balance']}",
+        })
     return pd.DataFrame(rows)
 
 

@@ -121,7 +121,8 @@ def _interval(scores: np.ndarray, n_test: int, n_train: int) -> tuple[float, flo
     n, mean = len(scores), float(scores.mean())
     if n == 1:
         half = 1.96 * np.sqrt(mean * (1 - mean) / n_test)
-        return mean - half, mean + half, f"95% CI, normal approximation over {n_test} test clips, n=1 split"
+        text = f"95% CI, normal approximation over {n_test} test clips, n=1 split"
+        return mean - half, mean + half, text
     half = stats.t.ppf(0.975, n - 1) * np.sqrt((1 / n + n_test / n_train) * scores.var(ddof=1))
     return mean - half, mean + half, f"95% CI, Nadeau-Bengio corrected t, n={n} rounds"
 

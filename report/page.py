@@ -408,10 +408,10 @@ for dataset in run.datasets:
 # %% [markdown]
 # ## Across tasks
 #
-# For each model with more than one layer and the first single-layer probe: the test score of
-# every layer on every dataset, as points below that dataset's best layer of the model, so that
-# close scores separate; the number in a cell is the score itself (percent) and the box marks
-# the layer chosen in most rounds.
+# For each model with more than one layer, with the first probe trained layer by layer: the
+# test score of every layer on every dataset, as points below that dataset's best layer of the
+# model, so that close scores separate; the number in a cell is the score itself (percent) and
+# the box marks the layer chosen in most rounds.
 
 # %%
 multi = [m for m in run.models if run.n_layers(m) > 1]
@@ -473,9 +473,11 @@ matched = an.reference_matches(run)
 if matched.empty:
     note("No published number matches a task and checkpoint of this run.")
 else:
-    same = int(matched["same probe"].sum())
+    same = int((matched["probe type"] == "same").sum())
     note(f"{len(matched)} published numbers match; {same} of them use the same probe type.")
-    table(matched.drop(columns=["same probe"]), "reference-matches")
+    table(matched.drop(columns=["key"]), "reference-matches")
+    note("How each matched protocol differs from this run's:")
+    table(an.protocol_differences(run, matched), "protocol-differences")
 
 # %% [markdown]
 # ## Error analysis
@@ -496,6 +498,8 @@ for dataset in run.datasets:
     layer = int(outcomes["layer"].mode().iloc[0])
     features = an.layer_features(store, layer)[index[outcomes["clip_id"]].to_numpy()]
     points, kept, method = an.embedding_2d(features)
+    where = ("all layers, weighted" if layer == results.ALL_LAYERS else
+             f"layer {layer}, the one chosen in most rounds")
     shown = outcomes.iloc[kept]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     n_classes = shown["label"].nunique()
@@ -518,7 +522,7 @@ for dataset in run.datasets:
     fig.tight_layout()
     show(fig, f"{dataset}-embedding",
          f"{dataset}: {method} of {len(kept)} test clips under {best['model']} "
-         f"({best['probe']} probe, layer {an.layer_name(layer)} in most rounds); errors that "
+         f"({best['probe']} probe, {where}); errors that "
          "cluster on the right inside one class region on the left point to a class-level "
          "confusion rather than noise.",
          f"{dataset}: {method} scatter plots by class and by outcome")

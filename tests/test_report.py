@@ -241,11 +241,14 @@ def test_references_in_the_text_are_matched_rows_with_their_differences(study_pa
         ("hubert", "HuBERT Base"), ("wav2vec2", "wav2vec 2.0 Base"), ("logmel", "FBANK")}
     assert {r["dataset"] for r in rows} == {"speechcommands"}
     for row in rows:
-        assert row["split and test set"].startswith("ours: splits: train")
-        assert "Theirs: official split; KS = Speech Commands v0.01" in row["split and test set"]
-        assert row["class balance"].startswith("ours: headline accuracy")
-        same = row["probe"] == "weighted"
-        assert (row["probe and layer"] == "same probe type") == same
+        assert row["protocol"] == "SUPERB downstream task"
+        assert row["probe type"] == ("same" if row["probe"] == "weighted" else "differs")
+    [differences] = records(study_page.tables["protocol-differences"])
+    assert differences["split and test set"].startswith("ours: splits: train")
+    assert "Theirs: official split; KS = Speech Commands v0.01" in differences[
+        "split and test set"]
+    assert differences["class balance"].startswith("ours: headline accuracy")
+    assert "Theirs: learned weighted sum of all layers" in differences["probe and layer"]
     references = results.read_references(REPO / "report/reference_results.csv")
     appendix = records(study_page.tables["references"])
     assert len(appendix) == len(references)
@@ -523,7 +526,8 @@ async def _drive(socket, url: str, shots: Path, column: str) -> dict:
                    deviceScaleFactor=1, mobile=False)
         await asyncio.sleep(0.5)
         seen[width] = await evaluate(session, PROBE)
-        shot = await call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
+        shot = await call("Page.captureScreenshot", session, format="png",
+                          captureBeyondViewport=True,
                           clip={"x": 0, "y": 0, "width": width,
                                 "height": min(seen[width]["height"], 5000), "scale": 1})
         (shots / f"report-{width}.png").write_bytes(base64.b64decode(shot["data"]))
