@@ -192,28 +192,26 @@ def matrix(run: Run) -> pd.DataFrame:
 # Comparisons and key findings ----------------------------------------------------------------
 
 def best_row(run: Run, dataset: str) -> pd.Series:
-    """The dataset's best model and probe: of the models the paired comparisons name as best
-    (one per probe), the one with the highest headline score; without comparisons, the highest
-    headline score."""
+    """The dataset's best model and probe: the highest headline score (the bold cell of the
+    matrix; the paired comparisons take each probe's best the same way)."""
     rows = with_headline(run.summary[run.summary["dataset"] == dataset])
-    comparisons = run.comparisons
-    if len(comparisons):
-        named = comparisons[(comparisons["dataset"] == dataset)
-                            & (comparisons["relation"] == "best vs other")]
-        named = set(zip(named["model_a"], named["probe"]))
-        candidates = rows[[(m, p) in named for m, p in zip(rows["model"], rows["probe"])]]
-        if len(candidates):
-            rows = candidates
     return rows.loc[rows["score"].idxmax()]
 
 
 def comparisons_of(run: Run, dataset: str, probe: str, model: str) -> pd.DataFrame:
-    """The paired comparisons of ``model`` (as model_a) on one dataset and probe."""
+    """The paired comparisons that involve ``model`` on one dataset and probe, turned so that
+    ``model`` is model_a (each pair is compared once, in either order)."""
     table = run.comparisons
     if table.empty:
         return table
-    return table[(table["dataset"] == dataset) & (table["probe"] == probe)
-                 & (table["model_a"] == model)].reset_index(drop=True)
+    rows = table[(table["dataset"] == dataset) & (table["probe"] == probe)
+                 & ((table["model_a"] == model) | (table["model_b"] == model))].copy()
+    turn = rows["model_b"] == model
+    for a, b in (("model_a", "model_b"), ("mean_a", "mean_b")):
+        rows.loc[turn, [a, b]] = rows.loc[turn, [b, a]].to_numpy()
+    rows.loc[turn, "difference"] = -rows.loc[turn, "difference"]
+    rows.loc[turn, ["ci_low", "ci_high"]] = -rows.loc[turn, ["ci_high", "ci_low"]].to_numpy()
+    return rows.reset_index(drop=True)
 
 
 def verdict(comparison: pd.Series, alpha: float = 0.05) -> str:
@@ -254,19 +252,19 @@ def dataset_finding(run: Run, dataset: str) -> str:
             f"**{100 * score['mean']:.1f}%** (95% CI {100 * score['low']:.1f}–"
             f"{100 * score['high']:.1f}; {score['interval']}).")
     compared = comparisons_of(run, dataset, best["probe"], best["model"])
-    sentences = []
-    for relation, label in (("best vs other", "the runner-up"),
-                            ("vs random-weights control", "its random-weights control"),
-                            ("vs log-mel baseline", "the log-mel baseline")):
-        part = compared[compared["relation"] == relation] if len(compared) else compared
-        if part.empty:
-            continue
-        if relation == "best vs other":
-            part = part.sort_values("mean_b", ascending=False)
-        sentences.append(f"Against {label}, it {verdict(part.iloc[0])}.")
-    if not sentences:
-        sentences.append("No paired comparison was run for it (results/tables/comparisons.csv "
-                         "holds none).")
+    if compared.empty:
+        return text + (" No paired comparison was run for it (results/tables/comparisons.csv "
+                       "holds none).")
+    runner_up = compared.sort_values("mean_b", ascending=False).iloc[0]
+    sentences = [f"Against the runner-up, it {verdict(runner_up)}."]
+    roles = compared["model_b"].map(lambda m: model_role(run, m))
+    for role, label in (("control", "its random-weights control"),
+                        ("baseline", "the log-mel baseline")):
+        part = compared[(roles == role) & (compared["model_b"] != runner_up["model_b"])]
+        if role == "control":
+            part = part[part["relation"] == "vs random-weights control"]
+        if len(part):
+            sentences.append(f"Against {label}, it {verdict(part.iloc[0])}.")
     return " ".join([text, *sentences])
 
 

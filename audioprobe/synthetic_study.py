@@ -212,17 +212,17 @@ def _comparisons(summary: pd.DataFrame, runs: pd.DataFrame, n_test: dict,
             scores = {m: g.groupby("fold")[metric].mean().to_numpy()
                       for m, g in chosen[chosen["probe"] == probe].groupby("model")}
             best = rows_of_probe.loc[rows_of_probe[f"{metric}_mean"].idxmax(), "model"]
-            args = (n_test[dataset], n_train[dataset])
-            rows += [_compare(dataset, probe, metric, best, other, "best vs other", scores, *args)
-                     for other in scores if other != best]
-            for model in scores:
-                control = f"{model}_random"
-                if control in scores:
-                    rows.append(_compare(dataset, probe, metric, model, control,
-                                         "vs random-weights control", scores, *args))
-                if MODELS[model][0] != "logmel" and "logmel" in scores:
-                    rows.append(_compare(dataset, probe, metric, model, "logmel",
-                                         "vs log-mel baseline", scores, *args))
+            pairs = [(m, f"{m}_random", "vs random-weights control") for m in scores
+                     if f"{m}_random" in scores]
+            pairs += [(m, "logmel", "vs log-mel baseline") for m in scores
+                      if MODELS[m][0] != "logmel" and "logmel" in scores]
+            pairs += [(best, other, "best vs other") for other in scores if other != best]
+            seen = set()
+            for a, b, relation in pairs:  # each pair once, as the workflow's tables do
+                if frozenset((a, b)) not in seen:
+                    seen.add(frozenset((a, b)))
+                    rows.append(_compare(dataset, probe, metric, a, b, relation, scores,
+                                         n_test[dataset], n_train[dataset]))
     table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:-1]])
     table["p_holm"] = table.groupby("dataset")["p_value"].transform(_holm)
     return table

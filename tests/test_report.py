@@ -187,30 +187,47 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
     summary, comparisons = study_tables["summary"], study_tables["comparisons"]
     for dataset in STUDY_DATASETS:
         paragraph = re.search(rf"{dataset}: best is .*?(?=\n)", text)[0]
-        named = comparisons[(comparisons["dataset"] == dataset)
-                            & (comparisons["relation"] == "best vs other")]
-        candidates = an.with_headline(summary[summary["dataset"] == dataset]).merge(
-            named[["model_a", "probe"]].drop_duplicates().rename(columns={"model_a": "model"}))
-        assert len(candidates) == 3  # one best per probe
-        best = candidates.loc[candidates["score"].idxmax()]
+        scored = an.with_headline(summary[summary["dataset"] == dataset])
+        best = scored.loc[scored["score"].idxmax()]
         metric = best["headline_metric"]
         assert paragraph.startswith(f"{dataset}: best is {best['model']} with the "
                                     f"{best['probe']} probe")
         assert f"{100 * best[f'{metric}_mean']:.1f}%" in paragraph
         assert f"95% CI {100 * best[f'{metric}_ci_low']:.1f}–" in paragraph
+        # every comparison of the best, each pair listed once in either order
         mine = comparisons[(comparisons["dataset"] == dataset)
                            & (comparisons["probe"] == best["probe"])
-                           & (comparisons["model_a"] == best["model"])]
-        runner_up = mine[mine["relation"] == "best vs other"].sort_values(
-            "mean_b", ascending=False).iloc[0]
-        words = an.verdict(runner_up)
-        assert f"Against the runner-up, it {words}." in paragraph
-        assert f"{100 * runner_up['difference']:+.1f} points" in words
-        logmel = mine[mine["relation"] == "vs log-mel baseline"].iloc[0]
-        assert f"Against the log-mel baseline, it {an.verdict(logmel)}." in paragraph
+                           & ((comparisons["model_a"] == best["model"])
+                              | (comparisons["model_b"] == best["model"]))]
+        others = scored[(scored["probe"] == best["probe"]) & (scored["model"] != best["model"])]
+        assert len(mine) == len(others)
+        runner_up = others.loc[others["score"].idxmax()]
+        [pair] = mine[(mine["model_a"] == runner_up["model"])
+                      | (mine["model_b"] == runner_up["model"])].to_dict("records")
+        sign = 1 if pair["model_a"] == best["model"] else -1
+        assert "Against the runner-up, it " in paragraph
+        assert f"{runner_up['model']} ({100 * sign * pair['difference']:+.1f} points" in paragraph
+        assert f"Holm-adjusted p = {an.sig(pair['p_holm'], 2)}" in paragraph
+        if runner_up["model"] != "logmel":
+            [logmel] = mine[mine["model_b"] == "logmel"].to_dict("records")
+            assert (f"Against the log-mel baseline, it beats logmel "
+                    f"(+{100 * logmel['difference']:.1f} points") in paragraph
     assert "Where the best layers sit" in text and "hubert (13 layers" in text
     assert "icbhi is not comparable with published numbers" in text
     assert "split by patient instead of the official 60/40 split" in text
+
+
+def test_comparisons_are_turned_towards_the_model_asked_about():
+    comparisons = pd.DataFrame([{"dataset": "d", "probe": "p", "model_a": "x", "model_b": "y",
+                                 "relation": "best vs other", "mean_a": 0.8, "mean_b": 0.7,
+                                 "difference": 0.1, "ci_low": 0.05, "ci_high": 0.15,
+                                 "p_holm": 0.01}])
+    run = results.Run(summary=pd.DataFrame(), config={}, comparisons=comparisons)
+    [turned] = an.comparisons_of(run, "d", "p", "y").to_dict("records")
+    assert (turned["model_a"], turned["model_b"], turned["mean_a"]) == ("y", "x", 0.7)
+    assert turned["difference"] == -0.1
+    assert (turned["ci_low"], turned["ci_high"]) == (-0.15, -0.05)
+    assert an.verdict(pd.Series(turned)).startswith("is beaten by x (-10.0 points")
 
 
 def test_verdict_reads_the_interval_and_holm_p():
