@@ -282,11 +282,11 @@ def layer_findings(run: Run) -> list[str]:
         if n_layers <= 1 or not depths:
             continue
         per_dataset = {d: float(np.median(v)) for d, v in depths.items()}
-        low, high = min(per_dataset.values()), max(per_dataset.values())
+        low, high = (relative_depth(f(per_dataset.values()), n_layers) for f in (min, max))
         where = ", ".join(f"{d} {v:g}" for d, v in per_dataset.items())
+        span = f"{low:.2f}" if low == high else f"{low:.2f}–{high:.2f}"
         lines.append(f"**{model}** ({n_layers} layers, 0 = input embedding): median chosen layer "
-                     f"per dataset {where}; relative depth "
-                     f"{relative_depth(low, n_layers):.2f}–{relative_depth(high, n_layers):.2f}.")
+                     f"per dataset: {where}; relative depth {span}.")
     return lines
 
 

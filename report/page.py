@@ -58,6 +58,7 @@ figure_count = 0
 
 display(HTML("""<style>
 .jp-InputPrompt, .jp-OutputPrompt {display: none !important}
+.jp-OutputArea-output {padding-left: var(--jp-code-padding)}
 #TOC {font-size: 0.9rem; line-height: 1.35}
 #TOC ul {list-style: none; padding-left: 0.9em; margin: 0.2em 0}
 #TOC > ul {padding-left: 0}
