@@ -50,7 +50,8 @@ run = results.load()
 if run.figures:
     run.figures.mkdir(parents=True, exist_ok=True)
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
-# One colour per model, used for that model and nothing else anywhere in the report.
+# One colour per model, used for that model and nothing else anywhere in the report: other
+# figures use greys, except the classes of the t-SNE map (named in its legend).
 MODEL_COLOURS = dict(zip(run.models, sns.color_palette("colorblind", len(run.models))))
 LAYERED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] != "weighted"]
 WEIGHTED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] == "weighted"]
@@ -161,10 +162,10 @@ def band(mean: pd.Series, sd: pd.Series, n: pd.Series) -> pd.Series:
 # %% [markdown]
 # ## Key findings
 #
-# Generated from the tables: per dataset, the best model and probe (the paired comparisons'
-# "best", else the highest headline score), where its layer sits, and the paired comparisons
-# against the runner-up, its random-weights control and the log-mel baseline (differences in
-# percentage points, 95% intervals, Holm-adjusted p over the comparisons of one dataset).
+# Generated from the tables: per dataset, the best model and probe (the highest headline
+# score), where its layer sits, and the paired comparisons against the runner-up, its
+# random-weights control and the log-mel baseline (differences in percentage points, 95%
+# intervals, Holm-adjusted p over the comparisons of one dataset).
 
 # %%
 for dataset in run.datasets:
@@ -358,7 +359,7 @@ def confusion_figure(predictions: pd.DataFrame, dataset: str, label: str) -> Non
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     size = min(max(5, 0.55 * len(classes)), 14)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    sns.heatmap(100 * share, xticklabels=classes, yticklabels=classes, cmap="Blues", vmin=0,
+    sns.heatmap(100 * share, xticklabels=classes, yticklabels=classes, cmap="Greys", vmin=0,
                 vmax=100, annot=len(classes) <= 15, fmt=".0f", annot_kws={"fontsize": 8},
                 square=True, ax=ax, cbar_kws={"label": "percent of the true class"})
     ax.set(xlabel="predicted class", ylabel="true class")
@@ -444,14 +445,15 @@ else:
     floor = max(floor, -15.0)
     for ax, model in zip(axes[:, 0], multi):
         grid, scores, boxes = gaps[model]
-        sns.heatmap(grid, ax=ax, cmap="mako", vmin=floor, vmax=0,
+        sns.heatmap(grid, ax=ax, cmap="Greys", vmin=floor, vmax=0,
                     annot=scores, fmt=".0f", annot_kws={"fontsize": 8},
                     xticklabels=range(grid.shape[1]), yticklabels=run.datasets,
                     cbar_kws={"label": "points below the best layer"})
         for row, layer in enumerate(boxes):
             if layer is not None:
-                ax.add_patch(Rectangle((layer, row), 1, 1, fill=False, edgecolor="#e8590c",
-                                       linewidth=2.5))
+                for colour, width in (("white", 4), ("black", 1.8)):
+                    ax.add_patch(Rectangle((layer, row), 1, 1, fill=False, edgecolor=colour,
+                                           linewidth=width))
         ax.set(title=f"{model}, {probe} probe", xlabel="layer (0 = input embedding)",
                ylabel="dataset")
         ax.tick_params(axis="y", rotation=0)
@@ -547,7 +549,8 @@ for dataset in run.datasets:
     meta = run.store(dataset, run.models[0]).meta
     fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, min(0.25 * len(counts), 14))),
                              width_ratios=[1.3, 1])
-    counts.plot.barh(stacked=True, ax=axes[0], colormap="cividis", width=0.8)
+    counts.plot.barh(stacked=True, ax=axes[0], colormap="Greys", width=0.8, edgecolor="white",
+                     linewidth=0.3)
     axes[0].set(xlabel="clips", ylabel="class", title="clips per class and fold or split")
     axes[0].legend(title="fold / split", bbox_to_anchor=(1.01, 1), loc="upper left",
                    fontsize="small", frameon=False)

@@ -129,8 +129,32 @@ def job_record(rule, **wildcards):
     }
 
 
+# The rules whose jobs workflow_jobs lists; a rule with a benchmark missing here stops the run.
+REPORTED_RULES = {
+    "demo_dataset",
+    "download_dataset",
+    "manifest",
+    "fetch_model",
+    "extract_shard",
+    "merge_features",
+    "probe",
+    "summary",
+    "report",
+}
+
+
 def workflow_jobs():
     """Every job this workflow runs before the report, in pipeline order."""
+    unlisted = sorted(
+        each.name
+        for each in workflow.rules
+        if each.benchmark and each.name not in REPORTED_RULES
+    )
+    if unlisted:
+        raise WorkflowError(
+            f"report: the jobs of rule(s) {', '.join(unlisted)} are not listed "
+            "(add them to workflow_jobs in rules/common.smk)"
+        )
     jobs = []
     for name, spec in config["datasets"].items():
         if spec.get("synthetic"):
