@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix
 
 from audioprobe.features.store import Store
-from audioprobe.results import ALL_LAYERS, Run, read_manifest
+from audioprobe.results import Run, read_manifest
+from audioprobe.tables import ALL_LAYERS
 
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                 "macro_f1": "macro-F1", "icbhi_score": "ICBHI score"}

@@ -19,7 +19,6 @@ import pandas as pd
 from audioprobe.features.store import Store, open_store
 from audioprobe.joblog import read_run_details
 from audioprobe.rendering import INPUTS_VARIABLE
-from audioprobe.tables import ALL_LAYERS
 
 
 

@@ -501,7 +501,7 @@ for dataset in run.datasets:
     layer = int(outcomes["layer"].mode().iloc[0])
     features = an.layer_features(store, layer)[index[outcomes["clip_id"]].to_numpy()]
     points, kept, method = an.embedding_2d(features)
-    where = ("all layers, weighted" if layer == results.ALL_LAYERS else
+    where = ("all layers, weighted" if layer == an.ALL_LAYERS else
              f"layer {layer}, the one chosen in most rounds")
     shown = outcomes.iloc[kept]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))

@@ -17,7 +17,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -393,7 +392,7 @@ def test_number_formats():
         "0.912", "0.900", "0.0123", "12.3", "100", "1,234"]
     assert an.sig(float("nan")) == "–"
     assert an.percent(0.78549) == "78.5" and an.percent_interval(0.7, 0.8123) == "[70.0, 81.2]"
-    assert [an.layer_name(k) for k in (0, 7, results.ALL_LAYERS)] == ["0", "7", "all"]
+    assert [an.layer_name(k) for k in (0, 7, an.ALL_LAYERS)] == ["0", "7", "all"]
     assert an.relative_depth(6, 13) == 0.5 and an.relative_depth(0, 1) == 0.0
 
 
