@@ -299,6 +299,11 @@ def caveats(run: Run) -> list[str]:
         if notes.get("comparable") is False:
             lines.append(f"**{dataset}** is not comparable with published numbers for its task.")
         lines += [f"{dataset}: {note}" for note in notes.get("notes", [])]
+        exceptions = notes.get("leakage_exceptions", {})
+        if exceptions:
+            lines.append(f"{dataset}: {len(exceptions)} group(s) on both sides of the published "
+                         "split, kept as the split has them: "
+                         + "; ".join(f"{g} ({r})" for g, r in exceptions.items()))
         if reference_task(run.config["datasets"][dataset]) is None:
             lines.append(f"{dataset}: no published reference covers this task definition.")
     matched = reference_matches(run)

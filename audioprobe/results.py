@@ -86,8 +86,8 @@ def read_table(path: str | Path | None) -> pd.DataFrame:
 
 
 def read_notes(path: Path) -> dict:
-    """A dataset's manifest notes ({"notes": [...], "comparable": bool}); empty when the adapter
-    wrote none or the file cannot be read."""
+    """A dataset's manifest notes ({"notes": [...], "comparable": bool, "leakage_exceptions":
+    {group: reason}}); empty when the adapter wrote none or the file cannot be read."""
     try:
         notes = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -95,8 +95,10 @@ def read_notes(path: Path) -> dict:
     if not isinstance(notes, dict):
         return {}
     listed = notes.get("notes", [])
+    exceptions = notes.get("leakage_exceptions") or {}
     return {"notes": [str(n) for n in (listed if isinstance(listed, list) else [listed])],
-            "comparable": notes.get("comparable")}
+            "comparable": notes.get("comparable"),
+            "leakage_exceptions": exceptions if isinstance(exceptions, dict) else {}}
 
 
 def read_jobs(records: list[dict]) -> pd.DataFrame:

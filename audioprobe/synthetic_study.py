@@ -299,6 +299,7 @@ def write_study(folder: Path, datasets: list[str] | None = None,
                  "comparable": dataset != "icbhi"}
         if dataset == "icbhi":
             notes["notes"].append("split by patient instead of the official 60/40 split")
+            notes["leakage_exceptions"] = {"patient 101": "recordings in train and in test"}
         Path(f"{base}.notes.json").write_text(json.dumps(notes))
         files["notes"].append({"dataset": dataset, "path": f"{base}.notes.json"})
         files["jobs"].append(_job(folder, "manifest", dataset, 2, run_details()))

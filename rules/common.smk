@@ -217,11 +217,13 @@ def report_files(wildcards):
 
 
 def report_inputs(wildcards):
-    """The files of :func:`report_files` the report waits for (notes, which a dataset may lack,
-    and logs, which no rule outputs, are read when present)."""
+    """The files of :func:`report_files` the report waits for: manifest notes only when the
+    manifest rule writes them; logs, which no rule outputs, are read when present."""
     files = report_files(wildcards)
     inputs = {
         name: [record["path"] for record in files[name]]
         for name in ("predictions", "stores", "rejected", "manifests", "cards")
     }
+    if hasattr(rules.manifest.output, "notes"):
+        inputs["notes"] = [record["path"] for record in files["notes"]]
     return inputs | {"benchmarks": [job["benchmark"] for job in files["jobs"]]}

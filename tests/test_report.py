@@ -214,6 +214,8 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
     assert "Where the best layers sit" in text and "hubert (13 layers" in text
     assert "icbhi is not comparable with published numbers" in text
     assert "split by patient instead of the official 60/40 split" in text
+    assert "icbhi: 1 group(s) on both sides of the published split, kept as the split has " \
+        "them: patient 101 (recordings in train and in test)" in text
 
 
 def test_comparisons_are_turned_towards_the_model_asked_about():
@@ -347,7 +349,10 @@ def test_manifest_notes_are_read_defensively(tmp_path):
     path = tmp_path / "notes.json"
     for text, want in (("{not json", {}), ("[1, 2]", {}),
                        ('{"notes": "one", "comparable": false}',
-                        {"notes": ["one"], "comparable": False})):
+                        {"notes": ["one"], "comparable": False, "leakage_exceptions": {}}),
+                       ('{"notes": [], "leakage_exceptions": {"p1": "in both"}}',
+                        {"notes": [], "comparable": None,
+                         "leakage_exceptions": {"p1": "in both"}})):
         path.write_text(text)
         assert results.read_notes(path) == want
 
