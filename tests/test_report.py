@@ -553,6 +553,10 @@ async def _drive(socket, url: str, shots: Path, column: str) -> dict:
                                 "height": min(seen[width]["height"], 5000), "scale": 1})
         (shots / f"report-{width}.png").write_bytes(base64.b64decode(shot["data"]))
     seen["sort"] = await evaluate(session, SORT % column)
+    await call("Emulation.setEmulatedMedia", session, media="print")
+    seen["print"] = await evaluate(session, """JSON.stringify({
+        toc: getComputedStyle(document.getElementById('TOC')).display,
+        margin: getComputedStyle(document.querySelector('main')).marginLeft})""")
     params = [(e["method"], e.get("params", {})) for e in events]
     return seen | {
         "console errors": [p["args"] for m, p in params if m == "Runtime.consoleAPICalled"
@@ -591,6 +595,7 @@ def check_in_browser(seen: dict, figures: int, baseline_rows: int) -> None:
     up, down = seen["sort"]["up"], seen["sort"]["down"]
     assert up == sorted(up) and down == sorted(down, reverse=True)
     assert seen["sort"]["shown"] == baseline_rows
+    assert seen["print"] == {"toc": "none", "margin": "0px"}  # the print stylesheet
 
 
 def test_study_report_in_headless_chromium(study):
