@@ -76,11 +76,11 @@ def _manifest(rng: np.random.Generator, dataset: str, clips: int) -> pd.DataFram
     _, _, classes, rounds, _ = DATASETS[dataset]
     labels = [f"class_{i % classes:02d}" for i in range(clips)]
     rows = pd.DataFrame({"clip_id": [f"{dataset}-{i:04d}" for i in range(clips)],
-                         "label": labels, "group": [f"g{i // 2:04d}" for i in range(clips)]})
+                         "label": labels, "group": [f"g{i:04d}" for i in range(clips)]})
     rows["path"] = rows["clip_id"] + ".wav"
     rows["start"], rows["end"] = np.nan, np.nan
     if rounds:
-        rows["fold"] = (np.arange(clips) // 2) % rounds + 1
+        rows["fold"] = (np.arange(clips) // classes) % rounds + 1  # every class in every fold
         rows["split"] = ""
     else:
         rows["fold"] = np.nan

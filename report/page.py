@@ -329,14 +329,14 @@ def layer_figure(dataset: str) -> None:
             for wprobe in WEIGHTED_PROBES:
                 for model in run.models:
                     hit = summary[(summary["model"] == model) & (summary["probe"] == wprobe)]
-                    if hit.empty or c == 0:
+                    if hit.empty or c == 0 or run.n_layers(model) == 1:
                         continue
                     value = hit.iloc[0][f"{metric}_mean"]
                     line = ax.axhline(value, color=MODEL_COLOURS[model], linestyle=":",
                                       linewidth=1.8)
                     lows.append(value)
                     highs.append(value)
-                    if r == 0 and c == 1:
+                    if c == 1:
                         handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
             if lows:
                 ax.set_ylim(*fitted_limits(lows, highs))
@@ -543,14 +543,19 @@ for dataset in run.datasets:
 for dataset in run.datasets:
     display(Markdown(f"### {dataset}: data"))
     manifest = results.read_manifest(run.manifests[dataset])
-    part = (manifest["fold"].astype("Int64").astype(str).radd("fold ")
-            if manifest["fold"].notna().all() else manifest["split"])
-    counts = pd.crosstab(manifest["label"], part)
+    folds = manifest["fold"].notna().all()
+    counts = pd.crosstab(manifest["label"], manifest["fold"].astype(int) if folds
+                         else manifest["split"])
+    if folds:
+        counts.columns = [f"fold {k}" for k in counts.columns]
+    else:
+        counts = counts.reindex(columns=[s for s in ("train", "valid", "test")
+                                         if s in counts.columns])
     meta = run.store(dataset, run.models[0]).meta
     fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, min(0.25 * len(counts), 14))),
                              width_ratios=[1.3, 1])
-    counts.plot.barh(stacked=True, ax=axes[0], colormap="Greys", width=0.8, edgecolor="white",
-                     linewidth=0.3)
+    counts.plot.barh(stacked=True, ax=axes[0], width=0.8, edgecolor="white", linewidth=0.3,
+                     color=[plt.cm.Greys(v) for v in np.linspace(0.3, 0.95, counts.shape[1])])
     axes[0].set(xlabel="clips", ylabel="class", title="clips per class and fold or split")
     axes[0].legend(title="fold / split", bbox_to_anchor=(1.01, 1), loc="upper left",
                    fontsize="small", frameon=False)
