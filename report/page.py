@@ -347,10 +347,9 @@ def layer_figure(dataset: str) -> None:
                           title="★ modal chosen layer", frameon=False)
     fig.tight_layout()
     show(fig, f"{dataset}-layers",
-         f"{dataset}: validation (left) and test (right) score of every layer, mean over rounds "
-         "with 95% bands; look for where each model's curve peaks and whether the validation "
-         "peak (where the layer is chosen) matches the test peak. Dashed: single-layer models; "
-         "dotted: probes on all layers.",
+         f"{dataset}: validation (left) and test (right) score by relative depth, mean over "
+         "rounds with 95% bands; look for where each model peaks and whether the validation "
+         "peak, where the layer is chosen, matches the test peak.",
          f"{dataset}: line charts of validation and test score against relative depth per model")
 
 
@@ -459,9 +458,9 @@ else:
         ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     show(fig, "layers-across-tasks",
-         f"Test score by layer across datasets ({probe} probe), shaded by distance from each "
-         f"dataset's best layer (scale clipped at {floor:.0f} points); boxes mark the layer "
-         "chosen in most rounds. Look for whether tasks peak at the same depth.",
+         f"Test score by layer across datasets ({probe} probe), shaded by the distance from "
+         f"each dataset's best layer (clipped at {floor:.0f} points), the layer chosen in most "
+         "rounds boxed; look for whether the tasks peak at the same depth.",
          "heatmaps of test score by dataset and layer, one per model")
 
 # %% [markdown]
