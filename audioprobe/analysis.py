@@ -631,12 +631,18 @@ def audit_table(run: Run, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rejection_reasons(run: Run, dataset: str) -> pd.DataFrame:
-    """Counts of rejected clips by model and reason."""
+def rejection_reasons(run: Run, dataset: str, listed: int = 20) -> pd.DataFrame:
+    """Rejected clips by model and reason: how many, and the ids of the first ``listed``."""
     frames = [rejected_of(run, dataset, m).assign(model=m) for m in run.models]
     table = pd.concat(frames, ignore_index=True)
-    return (table.groupby(["model", "category"]).size().rename("clips").reset_index()
-            .rename(columns={"category": "reason"}))
+    return (table.groupby(["model", "category"])["clip_id"]
+            .agg(clips="size", clip_ids=lambda ids: _some(ids, listed)).reset_index()
+            .rename(columns={"category": "reason", "clip_ids": "clip ids"}))
+
+
+def _some(ids: pd.Series, listed: int) -> str:
+    more = len(ids) - listed
+    return ", ".join(ids.iloc[:listed]) + (f" and {more} more" if more > 0 else "")
 
 
 # Cost ----------------------------------------------------------------------------------------

@@ -289,6 +289,13 @@ def test_run_details_come_from_the_jobs_logs(study_page, study_tables):
     assert len(chosen) == runs[["dataset", "model", "probe", "fold"]].drop_duplicates().shape[0]
 
 
+def test_audit_lists_the_rejected_clips(study_page):
+    rows = records(study_page.tables["esc10-rejected"])
+    assert [(r["model"], r["reason"], r["clips"], r["clip ids"]) for r in rows][0] == (
+        "hubert", "unreadable audio", "2", "esc10-0000, esc10-0001")
+    assert len(rows) == 4
+
+
 def test_cost_sums_the_benchmarks(study_page, study):
     rows = {r["rule"]: r for r in records(study_page.tables["cost"])}
     jobs = study[1]["jobs"]
