@@ -63,9 +63,11 @@ class Run:
         return self._stores[dataset, model]
 
     def predictions_of(self, dataset: str, model: str, probe: str) -> pd.DataFrame:
-        """Test predictions at each round's chosen layer, every round and seed."""
+        """Test predictions at each round's chosen layer, every round and seed (ids and labels
+        such as "NA" kept as text)."""
         return pd.read_csv(self.predictions[dataset, model, probe],
-                           dtype={"clip_id": str, "label": str, "prediction": str})
+                           dtype={"clip_id": str, "label": str, "prediction": str},
+                           keep_default_na=False, na_values={"loss": ["", "nan", "NaN"]})
 
     def n_layers(self, model: str) -> int:
         """Layers of a model (1 for a single-layer model such as log-mel)."""
