@@ -260,6 +260,9 @@ SORT_AND_FILTER = """<script>
 </script>"""
 
 display(HTML(matrix_html(an.matrix(run)) + SORT_AND_FILTER))
+metrics = run.summary.groupby("dataset", sort=False)["headline_metric"].first()
+note("Headline metric per dataset: " + "; ".join(
+    f"{d}: {an.METRIC_NAMES.get(metrics[d], metrics[d])}" for d in run.datasets) + ".")
 links = [f'<a href="../tables/{name}.csv">{name}.csv</a>' for name in run.tables]
 display(HTML(f'<p class="lead">The tables behind this report, next to it in '
              f'<code>results/tables/</code>: {", ".join(links)}.</p>'))
