@@ -26,4 +26,5 @@ rule all:
     default_target: True
     input:
         "results/tables/summary.csv",
+        "results/tables/comparisons.csv",
         "results/report/report.html",

@@ -112,6 +112,10 @@ def all_predictions():
     )
 
 
+def all_manifests():
+    return expand("results/manifests/{dataset}.csv", dataset=DATASETS)
+
+
 def all_stores():
     return expand(
         "results/features/{dataset}/{model}.h5", dataset=DATASETS, model=MODELS
@@ -139,6 +143,7 @@ REPORTED_RULES = {
     "merge_features",
     "probe",
     "summary",
+    "comparisons",
     "report",
 }
 
@@ -181,6 +186,7 @@ def workflow_jobs():
         for p in PROBES
     ]
     jobs.append(job_record("summary"))
+    jobs.append(job_record("comparisons"))
     return list({job["benchmark"]: job for job in jobs}.values())
 
 

@@ -1,10 +1,10 @@
 rule report:
     input:
         unpack(report_inputs),
-        summary="results/tables/summary.csv",
-        layers="results/tables/layers.csv",
-        comparisons="results/tables/comparisons.csv",
-        runs="results/tables/runs.csv",
+        summary=rules.summary.output.summary,
+        layers=rules.summary.output.layers,
+        comparisons=rules.comparisons.output.comparisons,
+        runs=rules.summary.output.runs,
         references="report/reference_results.csv",
         source="report/page.py",
     output:

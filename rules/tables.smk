@@ -1,11 +1,18 @@
 rule summary:
     input:
         runs=all_probe_runs(),
+        predictions=all_predictions(),
+        manifests=all_manifests(),
     output:
         runs="results/tables/runs.csv",
         summary=report(
             "results/tables/summary.csv",
             caption="../report/summary.rst",
+            category="Tables",
+        ),
+        layers=report(
+            "results/tables/layers.csv",
+            caption="../report/layers.rst",
             category="Tables",
         ),
     log:
@@ -16,3 +23,27 @@ rule summary:
         "../envs/audioprobe.yaml"
     script:
         "../scripts/summary.py"
+
+
+rule comparisons:
+    input:
+        runs="results/tables/runs.csv",
+        summary="results/tables/summary.csv",
+        predictions=all_predictions(),
+        manifests=all_manifests(),
+    output:
+        comparisons=report(
+            "results/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/comparisons/comparisons.log",
+    benchmark:
+        "benchmarks/comparisons/comparisons.tsv"
+    conda:
+        "../envs/audioprobe.yaml"
+    params:
+        models=config["models"],
+    script:
+        "../scripts/comparisons.py"

@@ -1,4 +1,5 @@
-"""The probing protocol: test data never influences fitting or selection; scores are sklearn's."""
+"""The probing protocol: test data never influences fitting or selection, in any round; scores
+are sklearn's."""
 
 from __future__ import annotations
 
@@ -11,27 +12,30 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 
-from audioprobe.features.store import open_store
+from audioprobe.features.store import Store, open_store
+from audioprobe.probes.label import _predict
 from audioprobe.probes.metrics import scores
 from audioprobe.probes.run import probe_store
 from audioprobe.probes.splits import rounds
 from audioprobe.probes.train import Architecture, Member, fit_predict
-from audioprobe.tables import summarize
+from audioprobe.tables import ALL_LAYERS, layer_curves, summarize
 
 PROTOCOL = {"seeds": 2, "learning_rates": [0.001, 0.01], "weight_decays": [0.0, 0.01],
             "max_epochs": 30, "patience": 5, "batch_size": 64}
 SELECTION = ["layer", "fold", "seed", "lr", "weight_decay", "epochs", "val_accuracy"]
 
 
-def write_store(path: Path, features: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> Path:
-    """A minimal complete store: (layers, clips, dim) features with labels and folds."""
+def write_store(path: Path, features: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                split: np.ndarray | None = None) -> Path:
+    """A minimal complete store: (layers, clips, dim) features with labels and folds (0 with a
+    split)."""
     n = features.shape[1]
     text = h5py.string_dtype()
     with h5py.File(path, "w") as f:
         f["features"] = features.astype(np.float32)
         f.create_dataset("clip_id", data=[f"c{i}" for i in range(n)], dtype=text)
         f.create_dataset("label", data=labels.astype(object), dtype=text)
-        f.create_dataset("split", data=[""] * n, dtype=text)
+        f.create_dataset("split", data=[""] * n if split is None else split.tolist(), dtype=text)
         f.create_dataset("group", data=[f"g{i}" for i in range(n)], dtype=text)
         f["fold"] = folds
         f["duration"] = np.ones(n)
@@ -54,43 +58,138 @@ def problem():
     return np.stack([layer0, layer1]), labels, folds
 
 
-@pytest.mark.parametrize("spec", [
-    {"kind": "linear"},
-    {"kind": "mlp", "hidden": [32, 32]},
-    {"kind": "mlp", "hidden": [32], "dropout": 0.2, "batch_norm": True},
-    {"kind": "weighted"},
-])
-def test_planted_test_fold_change_leaves_every_selection_unchanged(problem, spec, tmp_path):
-    features, labels, folds = problem
-    clean = open_store(write_store(tmp_path / "clean.h5", features, labels, folds))
-    runs, _, _ = probe_store(clean, "p", spec, PROTOCOL)
-    # Round 3 tests on fold 3: scramble fold 3's labels and blow up its features.
-    planted_labels = labels.copy()
-    test = folds == 3
-    planted_labels[test] = np.roll(labels[test], 7)
-    planted_features = features.copy()
-    planted_features[:, test] = planted_features[:, test] * 100 + 5
-    planted = open_store(write_store(tmp_path / "planted.h5", planted_features,
-                                     planted_labels, folds))
-    planted_runs, _, _ = probe_store(planted, "p", spec, PROTOCOL)
-    round3 = runs["fold"] == 3
-    pd.testing.assert_frame_equal(runs.loc[round3, SELECTION].reset_index(drop=True),
-                                  planted_runs.loc[round3, SELECTION].reset_index(drop=True))
-    assert not np.allclose(runs.loc[round3, "accuracy"], planted_runs.loc[round3, "accuracy"])
+LEAK_SPECS = [{"kind": "linear"}, {"kind": "mlp", "hidden": [32], "dropout": 0.3},
+              {"kind": "weighted"}]
 
 
-def test_best_layer_is_chosen_on_validation(problem, tmp_path):
+def plant(features: np.ndarray, labels: np.ndarray, where: np.ndarray, seed: int = 1):
+    """Other labels and other features (same scale) for the clips ``where``."""
+    rng = np.random.default_rng(seed)
+    labels, features = labels.copy(), features.copy()
+    labels[where] = rng.permutation(np.roll(labels[where], 7))
+    features[:, where] = rng.normal(0, 2, features[:, where].shape)
+    return features, labels
+
+
+def round_of(runs: pd.DataFrame, predictions: pd.DataFrame, probes: dict, name: int):
+    """Everything one round reports: its runs, its test predictions, its trained probe."""
+    (trained,) = [r for r in probes["rounds"] if r["round"] == name]
+    return (runs[runs["fold"] == name].reset_index(drop=True),
+            predictions[predictions["fold"] == name].reset_index(drop=True), trained)
+
+
+def assert_round_untouched(clean, planted, store: Store, planted_labels: np.ndarray,
+                           architecture: dict) -> None:
+    """The planted run's round chose the same layer, grid point and epochs with the same
+    validation scores and the same trained probe; its test probabilities are that probe applied
+    to the planted test clips, and its scores are scikit-learn's on them."""
+    runs, _, trained = clean
+    planted_runs, planted_pred, planted_trained = planted
+    pd.testing.assert_frame_equal(runs[[*SELECTION, "chosen"]],
+                                  planted_runs[[*SELECTION, "chosen"]])
+    assert trained["layer"] == planted_trained["layer"]
+    for key in ("mean", "scale"):
+        torch.testing.assert_close(trained[key], planted_trained[key], rtol=0, atol=1e-6)
+    for name, value in trained["state"].items():
+        torch.testing.assert_close(value, planted_trained["state"][name], rtol=0, atol=1e-6)
+    # The clean round's probe applied to the planted test clips gives the planted run's numbers.
+    classes = list(store.attrs["classes"])
+    index = pd.Series(np.arange(len(store.meta)), index=store.meta["clip_id"])
+    rows = planted_pred[planted_pred["seed"] == 0]
+    idx = index[rows["clip_id"]].to_numpy()
+    layers = range(store.n_layers) if trained["layer"] == ALL_LAYERS else [trained["layer"]]
+    x = torch.as_tensor(np.stack([store.layer(k)[idx] for k in layers]), dtype=torch.float64)
+    proba = _predict(x, {"architecture": architecture, "classes": classes}, trained)
+    np.testing.assert_allclose(rows.filter(regex="^p_").to_numpy(), proba, atol=1e-5)
+    y = pd.Categorical(planted_labels[idx], categories=classes).codes
+    got = planted_runs[(planted_runs["seed"] == 0) & planted_runs["chosen"]].iloc[0]
+    for metric, value in scores(y, proba, classes).items():
+        assert got[metric] == pytest.approx(value, abs=1e-6)
+
+
+@pytest.mark.parametrize("spec", LEAK_SPECS, ids=lambda s: s["kind"])
+def test_changing_a_test_fold_changes_nothing_its_round_chose(problem, spec, tmp_path):
+    """For every fold r: other labels and features in fold r (round r's test fold, round
+    r-1's validation fold) leave round r's choices, probe and scores as they were."""
     features, labels, folds = problem
-    runs, predictions, _ = probe_store(open_store(write_store(tmp_path / "s.h5", features, labels,
-                                                           folds)), "p", {"kind": "linear"},
-                                    PROTOCOL)
+    clean_store = open_store(write_store(tmp_path / "clean.h5", features, labels, folds))
+    clean = probe_store(clean_store, "p", spec, PROTOCOL)
+    for r in np.unique(folds):
+        planted_features, planted_labels = plant(features, labels, folds == r)
+        store = open_store(write_store(tmp_path / f"planted{r}.h5", planted_features,
+                                       planted_labels, folds))
+        planted = probe_store(store, "p", spec, PROTOCOL)
+        assert_round_untouched(round_of(*clean, r), round_of(*planted, r), store,
+                               planted_labels, planted[2]["architecture"])
+        # The planted fold is round r-1's validation fold: that round sees the change.
+        before = round_of(*clean, (r - 2) % 5 + 1)[0]
+        after = round_of(*planted, (r - 2) % 5 + 1)[0]
+        assert not before["val_accuracy"].equals(after["val_accuracy"])
+
+
+@pytest.mark.parametrize("spec", LEAK_SPECS, ids=lambda s: s["kind"])
+def test_changing_the_test_split_changes_nothing_chosen_on_the_valid_split(problem, spec,
+                                                                           tmp_path):
+    features, labels, _ = problem
+    split = np.array(["train"] * 120 + ["valid"] * 40 + ["test"] * 40)
+    folds = np.zeros(len(labels), dtype=int)
+    clean_store = open_store(write_store(tmp_path / "clean.h5", features, labels, folds, split))
+    clean = probe_store(clean_store, "p", spec, PROTOCOL)
+    planted_features, planted_labels = plant(features, labels, split == "test")
+    store = open_store(write_store(tmp_path / "planted.h5", planted_features, planted_labels,
+                                   folds, split))
+    planted = probe_store(store, "p", spec, PROTOCOL)
+    assert_round_untouched(round_of(*clean, 1), round_of(*planted, 1), store, planted_labels,
+                           planted[2]["architecture"])
+
+
+@pytest.fixture()
+def crossed(tmp_path):
+    """Four folds in which layer 0 carries a strong class signal in odd folds and a weak one in
+    even folds, layer 1 the reverse: under the HEAR rotation, every round validates on a fold
+    of the other parity than its test fold, so the layer best on validation is never the one
+    best on test."""
+    rng = np.random.default_rng(3)
+    n, dim = 240, 16
+    y = rng.integers(0, 4, n)
+    folds = np.tile(np.arange(1, 5), n // 4)
+    centers = rng.normal(0, 1, (4, dim))
+    odd = (folds % 2 == 1)[:, None]
+    layer0 = np.where(odd, 1.5, 0.6) * centers[y] + rng.normal(0, 1, (n, dim))
+    layer1 = np.where(odd, 0.6, 1.5) * centers[y] + rng.normal(0, 1, (n, dim))
+    labels = np.array(["a", "b", "c", "d"])[y]
+    return open_store(write_store(tmp_path / "crossed.h5", np.stack([layer0, layer1]), labels,
+                                  folds))
+
+
+def test_each_round_keeps_the_layer_its_validation_chose(crossed):
+    runs, predictions, probes = probe_store(crossed, "p", {"kind": "linear"}, PROTOCOL)
+    per_layer = runs.groupby(["fold", "layer"])[["val_accuracy", "accuracy"]].mean().unstack()
+    by_validation = per_layer["val_accuracy"].idxmax(axis=1)
+    by_test = per_layer["accuracy"].idxmax(axis=1)
+    assert by_validation.tolist() == [1, 0, 1, 0]  # round i validates on fold i + 1
+    assert (by_validation != by_test).all()
+    chosen = runs[runs["chosen"]]
+    assert chosen.groupby("fold")["layer"].unique().map(list).tolist() == [[1], [0], [1], [0]]
+    assert [(r["round"], r["layer"]) for r in probes["rounds"]] == [(1, 1), (2, 0), (3, 1),
+                                                                    (4, 0)]
+    assert predictions.groupby("fold")["layer"].unique().map(list).tolist() == [[1], [0], [1],
+                                                                               [0]]
     runs.insert(0, "model", "m")
     runs.insert(0, "dataset", "d")
-    summary = summarize(runs)
-    chosen = summary.loc[summary["selected"], "layer"].item()
-    assert chosen == runs.groupby("layer")["val_accuracy"].mean().idxmax() == 0
-    assert set(predictions["layer"]) == {chosen}
-    assert summary.loc[summary["layer"] == 0, "accuracy_mean"].item() > 0.6  # chance: 0.25
+    (summary,) = summarize(runs).to_dict("records")
+    assert summary["chosen_layers"] == "1;0;1;0"
+    assert summary["modal_layer"] == 0 and summary["modal_rounds"] == 2
+    # The headline is each round's test score at its own chosen layer, seeds averaged first.
+    per_round = chosen.groupby("fold")["accuracy"].mean()
+    assert summary["accuracy_mean"] == pytest.approx(per_round.mean())
+    assert summary["accuracy_sd"] == pytest.approx(per_round.std())
+    oracle = per_layer["accuracy"].max(axis=1).mean()
+    assert summary["accuracy_mean"] < oracle - 0.1  # what choosing on test would have claimed
+    curves = layer_curves(runs).set_index("layer")
+    assert curves["rounds_chosen"].tolist() == [2, 2]
+    assert curves.loc[0, "accuracy_mean"] == pytest.approx(
+        runs[runs["layer"] == 0].groupby("fold")["accuracy"].mean().mean())
 
 
 def test_results_are_deterministic(problem, tmp_path):
@@ -152,10 +251,12 @@ def test_icbhi_scores_by_hand():
     assert got["icbhi_score"] == pytest.approx((3 / 4 + 2 / 4) / 2)
 
 
-@pytest.mark.parametrize("hidden", [[], [32], [16, 16]])
-def test_a_probe_trains_the_same_alone_and_stacked(problem, hidden):
-    """Stacking, per-member learning rates and dropping finished members change nothing: each
-    member's stopping epoch, validation scores and test probabilities equal its own run alone."""
+@pytest.mark.parametrize("hidden, dropout", [([], 0.0), ([32], 0.0), ([16, 16], 0.0),
+                                             ([32], 0.3), ([16, 16], 0.3)])
+def test_a_probe_trains_the_same_alone_and_stacked(problem, hidden, dropout):
+    """Stacking, per-member learning rates, dropout and dropping finished members change
+    nothing: each member's stopping epoch, validation scores and test probabilities equal its
+    own run alone."""
     features, labels, _ = problem
     y = np.unique(labels, return_inverse=True)[1]
     x = (features - features.mean(1, keepdims=True)) / features.std(1, keepdims=True)
@@ -164,8 +265,8 @@ def test_a_probe_trains_the_same_alone_and_stacked(problem, hidden):
     grid = [[Member(lr, wd, 0) for lr, wd in [(0.01, 0.0), (0.001, 0.1)]] for _ in range(2)]
     fit = lambda members, layers: fit_predict(  # noqa: E731
         x[layers][:, train], y[train], x[layers][:, valid], y[valid], x[layers][:, test], 4,
-        Architecture(hidden=hidden), members, max_epochs=40, patience=3, batch_size=32,
-        device=torch.device("cpu"))
+        Architecture(hidden=hidden, dropout=dropout), members, max_epochs=40, patience=3,
+        batch_size=32, device=torch.device("cpu"))
     stacked = fit(grid, [0, 1])
     assert len(set(stacked.epochs.tolist())) > 1  # members stopped at different epochs
     for e, (layer, member) in enumerate((l, m) for l, group in enumerate(grid) for m in group):

@@ -14,17 +14,47 @@ from tests.conftest import REPO, copy_workflow, snakemake
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
 
-def test_summary_has_every_dataset_model_layer_probe(demo_run):
+def test_summary_has_every_dataset_model_probe_with_round_intervals(demo_run):
     summary = pd.read_csv(demo_run / "results/tables/summary.csv")
-    required = {"dataset", "model", "layer", "probe", "accuracy_mean", "accuracy_std",
-                "macro_f1_mean", "macro_f1_std", "n_folds", "n_seeds"}
+    runs = pd.read_csv(demo_run / "results/tables/runs.csv")
+    required = {"dataset", "model", "probe", "n_rounds", "n_seeds", "chosen_layers",
+                "modal_layer", "modal_rounds", "headline_metric", "interval", "accuracy_mean",
+                "accuracy_sd", "accuracy_ci_low", "accuracy_ci_high", "accuracy_seed_sd",
+                "macro_f1_mean", "macro_f1_sd", "val_accuracy_mean"}
     assert required <= set(summary.columns)
-    # log-mel: 1 layer; the demo HuBERT: embedding output + 4 transformer layers
-    expected_rows = (1 + 5) * len(CONFIG["probes"])
-    assert len(summary) == expected_rows
-    assert set(summary["n_folds"]) == {5}
+    assert len(summary) == len(CONFIG["models"]) * len(CONFIG["probes"])
+    assert set(summary["n_rounds"]) == {5}
     assert set(summary["n_seeds"]) == {CONFIG["protocol"]["seeds"]}
-    assert summary.groupby(["model", "probe"])["selected"].sum().eq(1).all()
+    assert set(summary["headline_metric"]) == {"accuracy"}  # 20 clips of each class
+    assert set(summary["interval"]) == {
+        "95% CI, Nadeau-Bengio corrected t (n_test/n_train = 0.333), n=5 rounds"}
+    for row in summary.itertuples():
+        case = runs[(runs["model"] == row.model) & (runs["probe"] == row.probe)]
+        chosen = case[case["chosen"]]
+        assert chosen.groupby("fold")["layer"].nunique().eq(1).all()
+        layers = chosen.groupby("fold")["layer"].first()
+        assert row.chosen_layers == ";".join(map(str, layers))
+        per_round = chosen.groupby("fold")["accuracy"].mean()
+        assert abs(row.accuracy_mean - per_round.mean()) < 1e-5
+        assert row.accuracy_ci_low < row.accuracy_mean < row.accuracy_ci_high
+    layers = pd.read_csv(demo_run / "results/tables/layers.csv")
+    # log-mel: 1 layer; the demo HuBERT: embedding output + 4 transformer layers
+    assert len(layers) == (1 + 5) * len(CONFIG["probes"])
+    assert layers.groupby(["model", "probe"])["rounds_chosen"].sum().eq(5).all()
+
+
+def test_comparisons_pair_the_models_on_the_same_rounds(demo_run):
+    comparisons = pd.read_csv(demo_run / "results/tables/comparisons.csv")
+    summary = pd.read_csv(demo_run / "results/tables/summary.csv").set_index(["model", "probe"])
+    assert len(comparisons) == len(CONFIG["probes"])  # two models: one pair per probe
+    for row in comparisons.itertuples():
+        assert {row.model_a, row.model_b} == {"logmel", "hubert_demo"}
+        assert row.relation == "vs log-mel baseline"
+        assert row.test == "paired t over rounds, Nadeau-Bengio corrected" and row.n == 5
+        assert abs(row.mean_a - summary.loc[(row.model_a, row.probe), "accuracy_mean"]) < 1e-5
+        assert abs(row.difference - (row.mean_a - row.mean_b)) < 1e-5
+        assert row.ci_low < row.difference < row.ci_high
+        assert row.p_value <= row.p_holm <= 1
 
 
 def test_logmel_baseline_beats_chance_by_far(demo_run):
@@ -65,13 +95,14 @@ def test_feature_store_contents(demo_run):
         assert f.attrs["pooling"] == "mean+std"
 
 
-def test_predictions_are_test_clips_of_the_selected_layer(demo_run):
+def test_predictions_are_test_clips_of_each_rounds_chosen_layer(demo_run):
     summary = pd.read_csv(demo_run / "results/tables/summary.csv")
     manifest = pd.read_csv(demo_run / "results/manifests/demo.csv").set_index("clip_id")
     pred = pd.read_csv(demo_run / "results/predictions/demo/hubert_demo/linear.csv")
     chosen = summary[(summary["model"] == "hubert_demo") & (summary["probe"] == "linear")
-                     & summary["selected"]]["layer"].item()
-    assert set(pred["layer"]) == {chosen}
+                     ]["chosen_layers"].item()
+    per_round = pred.groupby("fold")["layer"].unique().map(list)
+    assert ";".join(str(v) for (v,) in per_round) == chosen
     assert (manifest.loc[pred["clip_id"], "fold"].to_numpy() == pred["fold"].to_numpy()).all()
     proba = pred.filter(regex="^p_").to_numpy()
     assert np.allclose(proba.sum(1), 1, atol=1e-5)

@@ -116,7 +116,7 @@ def test_fixture_runs_end_to_end(every_dataset, name):
     summary = pd.read_csv(workflow / "results/tables/summary.csv")
     rows = summary[summary["dataset"] == name]
     assert len(rows) == 1  # log-mel has one layer; one probe
-    assert rows["n_folds"].item() == want.get("folds", 1)
+    assert rows["n_rounds"].item() == want.get("folds", 1)
     assert rows["n_seeds"].item() == 1
     runs = pd.read_csv(workflow / "results/tables/runs.csv")
     runs = runs[runs["dataset"] == name]

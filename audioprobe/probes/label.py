@@ -1,8 +1,8 @@
 """Label new audio files with a trained probe: top-k classes and their probabilities.
 
 The probe file (``results/probes/{dataset}/{model}/{probe}.pt``) holds the model card, the
-pooling, the chosen layer and one trained probe per evaluation round; their probabilities are
-averaged.
+pooling and one trained probe per evaluation round, each with the layer its round chose on
+validation; every round's probe reads its own layer and their probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFr
         rejected = extract(clips, load_encoder(probes["card"]), store_path, attrs={},
                            pooling=probes["pooling"], num_workers=0, batch_size=8)
         store = open_store(store_path)
-        layers = (range(store.n_layers) if probes["layer"] == ALL_LAYERS else [probes["layer"]])
-        features = torch.as_tensor(np.stack([store.layer(k) for k in layers]), dtype=torch.float64)
+        needed = {r["layer"] for r in probes["rounds"]}
+        layers = range(store.n_layers) if ALL_LAYERS in needed else sorted(needed)
+        features = {k: torch.as_tensor(store.layer(k), dtype=torch.float64) for k in layers}
         kept = store.meta["clip_id"].astype(int).to_numpy()
-    proba = np.mean([_predict(features, probes, r) for r in probes["rounds"]], axis=0)
+    proba = np.mean([_predict(_inputs(features, r["layer"]), probes, r)
+                     for r in probes["rounds"]], axis=0)
     classes = np.asarray(probes["classes"])
     rows = [{"file": paths[i], "rank": rank + 1, "class": classes[c], "probability": p[c]}
             for i, p in zip(kept, proba) for rank, c in enumerate(np.argsort(-p)[:top_k])]
@@ -43,6 +45,11 @@ def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFr
               "skipped": r.reason} for r in rejected.itertuples()]
     return pd.DataFrame(rows, columns=["file", "rank", "class", "probability", "skipped"]
                         ).fillna({"skipped": ""})
+
+
+def _inputs(features: dict[int, torch.Tensor], layer: int) -> torch.Tensor:
+    """(L, N, D) input of a probe: its one layer, or every layer for the weighted probe."""
+    return torch.stack(list(features.values()) if layer == ALL_LAYERS else [features[layer]])
 
 
 def _predict(features: torch.Tensor, probes: dict, trained: dict) -> np.ndarray:

@@ -3,9 +3,11 @@
 For each layer (or, for the weighted probe, all layers at once) and evaluation round: the scaler
 is fitted on the training clips only; the grid (learning rate x weight decay) is trained with
 seed 0 and the grid point with the best validation accuracy is chosen; further seeds repeat that
-grid point, one stack per seed. Each run keeps its epoch with the best validation accuracy, and only that checkpoint
-predicts the test clips. The best layer is the one with the highest mean validation
-accuracy, never test accuracy.
+grid point, one stack per seed. Each run keeps its epoch with the best validation accuracy, and
+only that checkpoint predicts the test clips. Each round then chooses its own layer: the one with
+the best validation accuracy of that round (mean over seeds), never test accuracy and never
+another round's validation data (under the HEAR rotation, one round's validation fold is
+another round's test fold).
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def _standardize(features: np.ndarray, train: np.ndarray, *parts: np.ndarray):
 
 def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: str = "cpu"
                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Return (runs: one row per layer x round x seed, predictions of the best layer, the
-    trained probes of the best layer: one per round, seed 0)."""
+    """Return (runs: one row per layer x round x seed, ``chosen`` marking each round's chosen
+    layer; test predictions of each round at its chosen layer; the trained probes: one per
+    round, seed 0, at that round's chosen layer)."""
     classes = list(store.attrs["classes"])
     y = store.meta["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     n_seeds = protocol["seeds"]
@@ -105,21 +108,36 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: st
                 runs.append({
                     "layer": names[g], "fold": rnd.name, "seed": seed, "lr": lr,
                     "weight_decay": wd, "epochs": int(fit.epochs[e]),
-                    "val_accuracy": float(fit.val_accuracy[e]), "n_train": len(rnd.train),
+                    "val_accuracy": float(fit.val_accuracy[e]),
+                    "val_loss": float(fit.val_loss[e]), "n_train": len(rnd.train),
                     "n_valid": len(rnd.valid), "n_test": len(rnd.test),
                     **scores(y[rnd.test], fit.test_proba[e], classes),
                 })
         log.info("layers %s: mean test accuracy %.3f", names,
                  np.mean([r["accuracy"] for r in runs if r["layer"] in names]))
     runs = pd.DataFrame(runs).sort_values(["layer", "fold", "seed"], ignore_index=True)
-    best_layer = int(runs.groupby("layer")["val_accuracy"].mean().idxmax())
+    chosen = choose_layers(runs)
+    runs["chosen"] = runs["layer"].to_numpy() == runs["fold"].map(chosen).to_numpy()
+    runs = runs.drop(columns="val_loss")
     runs.insert(0, "probe", probe)
     probes = {
         "kind": spec["kind"], "architecture": asdict(arch), "classes": classes,
-        "layer": best_layer, "pooling": store.attrs.get("pooling"),
-        "rounds": [v for (lay, _), v in sorted(trained.items()) if lay == best_layer],
+        "pooling": store.attrs.get("pooling"),
+        "rounds": [{"round": fold, "layer": layer} | trained[layer, fold]
+                   for fold, layer in chosen.items()],
     }
-    return runs, predictions(store, classes, y, test_proba, best_layer), probes
+    return runs, predictions(store, classes, y, test_proba, chosen), probes
+
+
+def choose_layers(runs: pd.DataFrame) -> dict[int, int]:
+    """Each round's layer: the best mean validation accuracy over that round's seeds; ties go to
+    the lower mean validation loss (rounded, so float noise never decides), then the earlier
+    layer. Only the round's own validation scores enter."""
+    per_layer = runs.groupby(["fold", "layer"])[["val_accuracy", "val_loss"]].mean().reset_index()
+    per_layer["val_loss"] = per_layer["val_loss"].round(4)
+    best = per_layer.sort_values(["fold", "val_accuracy", "val_loss", "layer"],
+                                 ascending=[True, False, True, True]).groupby("fold").head(1)
+    return {int(f): int(lay) for f, lay in zip(best["fold"], best["layer"])}
 
 
 def _choose(fit: Fit, first: int, count: int) -> int:
@@ -130,15 +148,15 @@ def _choose(fit: Fit, first: int, count: int) -> int:
 
 
 def predictions(store: Store, classes: list[str], y: np.ndarray, test_proba: dict,
-                layer: int) -> pd.DataFrame:
-    """Per-clip test predictions with class probabilities for one layer."""
+                chosen: dict[int, int]) -> pd.DataFrame:
+    """Per-clip test predictions with class probabilities, each round at its chosen layer."""
     frames = []
-    for (lay, fold, seed), (idx, proba) in test_proba.items():
-        if lay != layer:
+    for (lay, fold, seed), (idx, proba) in sorted(test_proba.items(), key=lambda kv: kv[0][1:]):
+        if lay != chosen[fold]:
             continue
         frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])
         frame.insert(0, "clip_id", store.meta["clip_id"].to_numpy()[idx])
-        frame.insert(1, "layer", layer)
+        frame.insert(1, "layer", lay)
         frame.insert(2, "fold", fold)
         frame.insert(3, "seed", seed)
         frame.insert(4, "label", np.asarray(classes)[y[idx]])

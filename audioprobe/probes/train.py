@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+DROPOUT_STREAM = 2**32  # offset from the initialisation seed: dropout draws its own stream
 
 @dataclass(frozen=True)
 class Member:
@@ -57,6 +58,8 @@ class StackedProbe(torch.nn.Module):
         super().__init__()
         flat = [m for group in members for m in group]
         self.arch = arch
+        self.seeds = [m.seed for m in flat]
+        self._dropout: list[torch.Generator] | None = None
         self.register_buffer("member", torch.arange(len(flat)))
         self.register_buffer("layer", torch.tensor(
             [l for l, group in enumerate(members) for _ in group], dtype=torch.long))
@@ -91,6 +94,7 @@ class StackedProbe(torch.nn.Module):
         """The input layers of the rows, as runs of equal layer: (layers, lengths)."""
         layers, counts = torch.unique_consecutive(self.layer, return_counts=True)
         self.runs = (layers.tolist(), counts.tolist())
+        self.rows = self.member.tolist()
 
     def _per_member(self, like: torch.Tensor) -> torch.Tensor:
         return self.scale.view(-1, *[1] * (like.dim() - 1))
@@ -133,7 +137,18 @@ class StackedProbe(torch.nn.Module):
                                 training=self.training, momentum=0.1)
             h = flat.reshape(n, e, width).permute(1, 0, 2)
         h = torch.relu(h)
-        return F.dropout(h, self.arch.dropout, self.training) if self.arch.dropout else h
+        return self._drop(h) if self.arch.dropout and self.training else h
+
+    def _drop(self, h: torch.Tensor) -> torch.Tensor:
+        """Dropout with one generator per member (seeded by its seed), so a member's masks never
+        depend on which other members share the stack."""
+        if self._dropout is None:
+            self._dropout = [torch.Generator(h.device).manual_seed(DROPOUT_STREAM + seed)
+                             for seed in self.seeds]
+        keep = 1 - self.arch.dropout
+        masks = [torch.empty(h.shape[1:], device=h.device).bernoulli_(
+            keep, generator=self._dropout[m]) for m in self.rows]
+        return h * torch.stack(masks) / keep
 
     @torch.no_grad()
     def apply_decay(self) -> None:
@@ -213,10 +228,9 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     and predict the test clips with it. Members are ordered layer by layer (``members[l]``).
 
     The test features are used only for the final prediction of each selected checkpoint.
-    Batch order and dropout follow the first member's seed, so a stack of one seed trains each
-    member exactly as it would train alone.
+    Batch order follows the first member's seed and dropout each member's own, so a stack of
+    one seed trains each member exactly as it would train alone.
     """
-    torch.manual_seed(members[0][0].seed)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
     xt, xv = as_tensor(x_train), as_tensor(x_valid)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)

@@ -1,0 +1,20 @@
+"""Paired comparisons of models on each dataset's headline metric, Holm-corrected per dataset."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from audioprobe.joblog import to_file
+from audioprobe.tables import compare, read_inputs
+
+to_file(snakemake.log[0])
+runs, predictions, manifests = read_inputs(
+    [snakemake.input.runs], snakemake.input.predictions, snakemake.input.manifests
+)
+summary = pd.read_csv(snakemake.input.summary)
+compare(
+    runs, summary, snakemake.params.models, predictions, manifests["groups"]
+).to_csv(snakemake.output.comparisons, index=False, float_format="%.6g")
