@@ -85,7 +85,8 @@ table.dataframe th, table.dataframe td {text-align: left !important; vertical-al
   padding: 0.25em 0.6em}
 table.matrix td.score {white-space: nowrap; text-align: right !important}
 table.matrix th, table.matrix td {padding: 0.2em 0.45em}
-table.matrix tr > :first-child {position: sticky; left: 0; background: #fff; z-index: 1}
+table.matrix tr > :first-child {position: sticky; left: 0; z-index: 1; background: inherit}
+table.matrix thead th:first-child {background: #fff}
 table.matrix .ci {color: #555; font-size: 0.85em}
 table.matrix th {cursor: pointer; white-space: nowrap}
 table.matrix th[aria-sort="ascending"]::after {content: " ▲"}
