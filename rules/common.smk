@@ -1,4 +1,5 @@
 import csv
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -151,44 +152,114 @@ def all_stores():
     )
 
 
-def report_inputs(wildcards):
-    """The report's inputs besides the tables: rejected clips, manifests, model cards, and
-    the benchmark file of every job this workflow runs (run time and cost sections).
-    """
-    benchmarks = [
-        *expand("benchmarks/manifests/{dataset}.tsv", dataset=DATASETS),
-        *expand("benchmarks/models/{model}.tsv", model=MODELS),
-        *(
-            f"benchmarks/features/{dataset}/{model}/{shard}.tsv"
-            for dataset in DATASETS
-            for model in MODELS
-            for shard in range(shard_count(dataset))
-        ),
-        *expand(
-            "benchmarks/merge/{dataset}/{model}.tsv", dataset=DATASETS, model=MODELS
-        ),
-        *expand(
-            "benchmarks/probes/{dataset}/{model}/{probe}.tsv",
-            dataset=DATASETS,
-            model=MODELS,
-            probe=PROBES,
-        ),
-        "benchmarks/tables/summary.tsv",
-        "benchmarks/tables/comparisons.tsv",
-    ]
+def job_record(rule, **wildcards):
+    """One job of ``rule``: its wildcards, benchmark file and log file."""
+    proxy = getattr(rules, rule)
+    return {
+        "rule": rule,
+        "job": "/".join(str(v) for v in wildcards.values()) or rule,
+        "benchmark": expand(str(proxy.benchmark), **wildcards)[0],
+        "log": expand(str(proxy.log[0]), **wildcards)[0],
+    }
+
+
+# The rules whose jobs workflow_jobs lists; a rule with a benchmark missing here stops the run.
+REPORTED_RULES = {
+    "demo_dataset",
+    "download_dataset",
+    "manifest",
+    "fetch_model",
+    "extract_shard",
+    "merge_features",
+    "probe",
+    "summary",
+    "comparisons",
+    "report",
+}
+
+
+def workflow_jobs():
+    """Every job this workflow runs before the report, in pipeline order."""
+    unlisted = sorted(
+        each.name
+        for each in workflow.rules
+        if each.benchmark and each.name not in REPORTED_RULES
+    )
+    if unlisted:
+        raise WorkflowError(
+            f"report: the jobs of rule(s) {', '.join(unlisted)} are not listed "
+            "(add them to workflow_jobs in rules/common.smk)"
+        )
+    jobs = []
     for name, spec in config["datasets"].items():
         if spec.get("synthetic"):
-            benchmarks.append("benchmarks/datasets/demo.tsv")
+            jobs.append(job_record("demo_dataset"))
         elif spec.get("download") is not None:
-            benchmarks.append(f"benchmarks/datasets/{name}.download.tsv")
+            jobs.append(job_record("download_dataset", dataset=name))
+    jobs += [job_record("manifest", dataset=d) for d in DATASETS]
+    jobs += [job_record("fetch_model", model=m) for m in MODELS]
+    jobs += [
+        job_record("extract_shard", dataset=d, model=m, shard=s)
+        for d in DATASETS
+        for m in MODELS
+        for s in range(shard_count(d))
+    ]
+    jobs += [
+        job_record("merge_features", dataset=d, model=m)
+        for d in DATASETS
+        for m in MODELS
+    ]
+    jobs += [
+        job_record("probe", dataset=d, model=m, probe=p)
+        for d in DATASETS
+        for m in MODELS
+        for p in PROBES
+    ]
+    jobs.append(job_record("summary"))
+    jobs.append(job_record("comparisons"))
+    return list({job["benchmark"]: job for job in jobs}.values())
+
+
+def keyed(pattern, **values):
+    """One record per combination of ``values`` (lists): the keys and the file they name."""
+    names = list(values)
+    return [
+        dict(zip(names, combination))
+        | {"path": expand(str(pattern), **dict(zip(names, combination)))[0]}
+        for combination in itertools.product(*values.values())
+    ]
+
+
+def report_files(wildcards):
+    """The report's inputs keyed by dataset, model and probe (and every job by rule), taken
+    from the rules that write them.
+
+    Manifest notes are optional: a dataset adapter may write none.
+    """
+    merged = rules.merge_features.output
+    manifest = rules.manifest.output
+    notes = getattr(manifest, "notes", None) or "results/manifests/{dataset}.notes.json"
     return {
-        "rejected": expand(
-            "results/features/{dataset}/{model}.rejected.csv",
-            dataset=DATASETS,
-            model=MODELS,
+        "predictions": keyed(
+            rules.probe.output.predictions, dataset=DATASETS, model=MODELS, probe=PROBES
         ),
-        "manifests": expand("results/manifests/{dataset}.csv", dataset=DATASETS),
-        "notes": expand("results/manifests/{dataset}.notes.json", dataset=DATASETS),
-        "cards": expand("resources/models/{model}.json", model=MODELS),
-        "benchmarks": list(dict.fromkeys(benchmarks)),
+        "stores": keyed(merged.store, dataset=DATASETS, model=MODELS),
+        "rejected": keyed(merged.rejected, dataset=DATASETS, model=MODELS),
+        "manifests": keyed(manifest.manifest, dataset=DATASETS),
+        "notes": keyed(notes, dataset=DATASETS),
+        "cards": keyed(rules.fetch_model.output.card, model=MODELS),
+        "jobs": workflow_jobs(),
     }
+
+
+def report_inputs(wildcards):
+    """The files of :func:`report_files` the report waits for: manifest notes only when the
+    manifest rule writes them; logs, which no rule outputs, are read when present."""
+    files = report_files(wildcards)
+    inputs = {
+        name: [record["path"] for record in files[name]]
+        for name in ("predictions", "stores", "rejected", "manifests", "cards")
+    }
+    if hasattr(rules.manifest.output, "notes"):
+        inputs["notes"] = [record["path"] for record in files["notes"]]
+    return inputs | {"benchmarks": [job["benchmark"] for job in files["jobs"]]}

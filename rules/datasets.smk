@@ -2,9 +2,9 @@ rule demo_dataset:
     output:
         csv="resources/datasets/demo/demo.csv",
     log:
-        "logs/datasets/demo.log",
+        "logs/demo_dataset/demo.log",
     benchmark:
-        "benchmarks/datasets/demo.tsv"
+        "benchmarks/demo_dataset/demo.tsv"
     conda:
         "../envs/audioprobe.yaml"
     script:
@@ -15,9 +15,9 @@ rule download_dataset:
     output:
         flag="resources/datasets/{dataset}.downloaded",
     log:
-        "logs/datasets/{dataset}.download.log",
+        "logs/download_dataset/{dataset}.log",
     benchmark:
-        "benchmarks/datasets/{dataset}.download.tsv"
+        "benchmarks/download_dataset/{dataset}.tsv"
     conda:
         "../envs/audioprobe.yaml"
     params:
@@ -35,9 +35,9 @@ checkpoint manifest:
         manifest="results/manifests/{dataset}.csv",
         notes="results/manifests/{dataset}.notes.json",
     log:
-        "logs/manifests/{dataset}.log",
+        "logs/manifest/{dataset}.log",
     benchmark:
-        "benchmarks/manifests/{dataset}.tsv"
+        "benchmarks/manifest/{dataset}.tsv"
     conda:
         "../envs/audioprobe.yaml"
     params:

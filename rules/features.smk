@@ -2,9 +2,9 @@ rule fetch_model:
     output:
         card="resources/models/{model}.json",
     log:
-        "logs/models/{model}.log",
+        "logs/fetch_model/{model}.log",
     benchmark:
-        "benchmarks/models/{model}.tsv"
+        "benchmarks/fetch_model/{model}.tsv"
     conda:
         "../envs/audioprobe.yaml"
     params:
@@ -21,9 +21,9 @@ rule extract_shard:
         store=temp("results/features/{dataset}/{model}.shards/{shard}.h5"),
         rejected=temp("results/features/{dataset}/{model}.shards/{shard}.rejected.csv"),
     log:
-        "logs/features/{dataset}/{model}.shards/{shard}.log",
+        "logs/extract_shard/{dataset}/{model}/{shard}.log",
     benchmark:
-        "benchmarks/features/{dataset}/{model}/{shard}.tsv"
+        "benchmarks/extract_shard/{dataset}/{model}/{shard}.tsv"
     conda:
         "../envs/audioprobe.yaml"
     threads: 2
@@ -52,9 +52,9 @@ rule merge_features:
         store="results/features/{dataset}/{model}.h5",
         rejected="results/features/{dataset}/{model}.rejected.csv",
     log:
-        "logs/features/{dataset}/{model}.merge.log",
+        "logs/merge_features/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/merge/{dataset}/{model}.tsv"
+        "benchmarks/merge_features/{dataset}/{model}.tsv"
     conda:
         "../envs/audioprobe.yaml"
     resources:

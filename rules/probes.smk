@@ -7,9 +7,9 @@ rule probe:
         predictions="results/predictions/{dataset}/{model}/{probe}.csv",
         probes="results/probes/{dataset}/{model}/{probe}.pt",
     log:
-        "logs/probes/{dataset}/{model}/{probe}.log",
+        "logs/probe/{dataset}/{model}/{probe}.log",
     benchmark:
-        "benchmarks/probes/{dataset}/{model}/{probe}.tsv"
+        "benchmarks/probe/{dataset}/{model}/{probe}.tsv"
     conda:
         "../envs/audioprobe.yaml"
     threads: 2

@@ -1,12 +1,12 @@
 rule report:
     input:
         unpack(report_inputs),
-        summary="results/tables/summary.csv",
-        layers="results/tables/layers.csv",
-        predictions=all_predictions(),
-        stores=all_stores(),
+        summary=rules.summary.output.summary,
+        layers=rules.summary.output.layers,
+        comparisons=rules.comparisons.output.comparisons,
+        runs=rules.summary.output.runs,
         references="report/reference_results.csv",
-        source="report/report.py",
+        source="report/page.py",
     output:
         html=report(
             "results/report/report.html",
@@ -27,9 +27,10 @@ rule report:
     conda:
         "../envs/audioprobe.yaml"
     params:
+        files=report_files,
         config={
             key: config.get(key, {})
             for key in ("datasets", "models", "probes", "protocol", "extraction")
         },
     script:
-        "../scripts/report.py"
+        "../scripts/render_report.py"

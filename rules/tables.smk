@@ -16,9 +16,9 @@ rule summary:
             category="Tables",
         ),
     log:
-        "logs/tables/summary.log",
+        "logs/summary/summary.log",
     benchmark:
-        "benchmarks/tables/summary.tsv"
+        "benchmarks/summary/summary.tsv"
     conda:
         "../envs/audioprobe.yaml"
     script:
@@ -38,9 +38,9 @@ rule comparisons:
             category="Tables",
         ),
     log:
-        "logs/tables/comparisons.log",
+        "logs/comparisons/comparisons.log",
     benchmark:
-        "benchmarks/tables/comparisons.tsv"
+        "benchmarks/comparisons/comparisons.tsv"
     conda:
         "../envs/audioprobe.yaml"
     params:

@@ -113,7 +113,7 @@ def test_fixture_runs_end_to_end(every_dataset, name):
     assert (notes["dataset"], notes["comparable"]) == (name, comparable)
     assert len(notes["notes"]) == n_notes and set(notes["leakage_exceptions"]) == exceptions
     assert notes["class_counts"]["all"] == table["label"].value_counts().to_dict()
-    log = (workflow / f"logs/manifests/{name}.log").read_text()
+    log = (workflow / f"logs/manifest/{name}.log").read_text()
     assert all(f"note: {note}" in log for note in notes["notes"])
 
     # every clip is stored or rejected
@@ -194,7 +194,7 @@ def test_failed_download_leaves_no_root_and_no_flag(tmp_path, server):
     assert not (workflow / "resources/datasets/esc.downloaded").exists()
     assert not list((workflow / "resources/datasets").glob(".*.part"))
     assert not (workflow / "results/manifests/esc.csv").exists()
-    log = (workflow / "logs/datasets/esc.download.log").read_text()
+    log = (workflow / "logs/download_dataset/esc.log").read_text()
     assert "checksum mismatch" in log and f"expected md5 {'0' * 32}" in log
 
 

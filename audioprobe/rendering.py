@@ -1,15 +1,18 @@
-"""Render the report source (a Jupyter percent script) to one self-contained HTML file.
+"""Render the page source (a Jupyter percent script) to one self-contained HTML file.
 
 Quarto renders it when ``quarto`` is on PATH; otherwise jupytext reads it, nbclient executes it
-and nbconvert writes the HTML with images embedded and no script or style loaded from the
-network. The source finds its inputs through the ``AUDIOPROBE_REPORT_INPUTS`` environment
-variable: a JSON object ``{"paths": {name: absolute path or list of them}, "config": {...}}``.
+and nbconvert writes the HTML with images embedded, no script or style loaded from the network
+and the same floating table of contents Quarto gives. The source finds its inputs through the
+``AUDIOPROBE_REPORT_INPUTS`` environment variable: a JSON object ``{"files": {...}, "config":
+{...}}``, read back by :func:`audioprobe.results.load`.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,19 +35,28 @@ OFFLINE_TEMPLATE_SOURCE = """\
 """
 
 
-def _absolute(value: str | list) -> str | list:
+PATH_KEYS = ("path", "benchmark", "log")
+
+
+def _absolute(value):
+    """A path, list of paths or list of records with its paths (``PATH_KEYS``) made absolute;
+    the records' keys (dataset, model, probe, rule, job) stay as they are."""
     if isinstance(value, list):
         return [_absolute(v) for v in value]
+    if isinstance(value, dict):
+        return {k: str(Path(v).resolve()) if k in PATH_KEYS else v for k, v in value.items()}
     return str(Path(value).resolve())
 
 
-def render(source: Path, output: Path, paths: dict, config: dict) -> None:
-    """Execute ``source`` on the files in ``paths`` and write the HTML report to ``output``."""
+def render(source: Path, output: Path, files: dict, config: dict) -> None:
+    """Execute ``source`` on ``files`` and write the HTML report to ``output``."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    inputs = {"paths": {k: _absolute(v) for k, v in paths.items()}, "config": config}
+    inputs = {"files": {k: _absolute(v) for k, v in files.items()}, "config": config,
+              "workflow": str(Path.cwd())}
     python_path = [str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = os.environ | {INPUTS_VARIABLE: json.dumps(inputs),
-                        "PYTHONPATH": os.pathsep.join(python_path)}
+    # Idle OpenMP threads sleep instead of spinning, so the kernel does not starve on few cores.
+    env = {"OMP_WAIT_POLICY": "PASSIVE"} | os.environ | {
+        INPUTS_VARIABLE: json.dumps(inputs), "PYTHONPATH": os.pathsep.join(python_path)}
     if shutil.which("quarto"):
         _render_with_quarto(source, output, env)
     else:
@@ -75,6 +87,30 @@ def front_matter_to_title(notebook) -> str:
     return title
 
 
+HEADING = re.compile(r'<h([23])\s+id="([^"]+)"[^>]*>(.*?)</h\1>', re.S)
+
+
+def table_of_contents(page: str) -> str:
+    """A ``<nav id="TOC">`` of the page's second- and third-level headings (with ids), nested
+    as Quarto's table of contents is."""
+    items, open_sub = [], False
+    for level, anchor, inner in HEADING.findall(page):
+        text = html.escape(html.unescape(re.sub(r"<[^>]+>", "", inner)).replace("¶", "").strip())
+        link = f'<a href="#{anchor}">{text}</a>'
+        if level == "2":
+            items.append(("</ul></li>" if open_sub else "</li>") if items else "")
+            items.append(f"<li>{link}")
+            open_sub = False
+        else:
+            items.append("" if open_sub else "<ul>")
+            items.append(f"<li>{link}</li>")
+            open_sub = True
+    if items:
+        items.append("</ul></li>" if open_sub else "</li>")
+    return ('<nav id="TOC" role="doc-toc" aria-label="Contents"><h2 id="toc-title">Contents'
+            f'</h2><ul>{"".join(items)}</ul></nav>')
+
+
 def _render_with_nbconvert(source: Path, output: Path, env: dict) -> None:
     import jupytext
     from jinja2 import DictLoader
@@ -88,5 +124,7 @@ def _render_with_nbconvert(source: Path, output: Path, env: dict) -> None:
     client.execute(env=env)
     exporter = HTMLExporter(extra_loaders=[DictLoader({OFFLINE_TEMPLATE: OFFLINE_TEMPLATE_SOURCE})],
                             template_file=OFFLINE_TEMPLATE, exclude_input=True, embed_images=True)
-    html, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-    output.write_text(html)
+    page, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    body = re.search(r"<body[^>]*>", page)
+    page = page[:body.end()] + table_of_contents(page) + page[body.end():]
+    output.write_text(page)

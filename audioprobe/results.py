@@ -1,0 +1,174 @@
+"""A finished run's outputs, keyed by dataset, model, probe and rule, as the page reads them.
+
+The report rule names every input by its keys (``report_files`` in ``rules/common.smk``);
+:func:`audioprobe.rendering.render` passes them to the page through the
+``AUDIOPROBE_REPORT_INPUTS`` environment variable and :func:`load` reads them back. No key is
+ever parsed from a path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from audioprobe.features.store import Store, open_store
+from audioprobe.joblog import read_run_details
+from audioprobe.rendering import INPUTS_VARIABLE
+
+
+
+@dataclass
+class Run:
+    """One workflow run's outputs, keyed by dataset, model and probe."""
+
+    summary: pd.DataFrame
+    config: dict
+    layers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    predictions: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    stores: dict[tuple[str, str], Path] = field(default_factory=dict)
+    rejected: dict[tuple[str, str], Path] = field(default_factory=dict)
+    manifests: dict[str, Path] = field(default_factory=dict)
+    notes: dict[str, dict] = field(default_factory=dict)
+    cards: dict[str, dict] = field(default_factory=dict)
+    jobs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)
+    figures: Path | None = None
+    tables: dict[str, Path] = field(default_factory=dict)
+    workflow: Path | None = None
+    _stores: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def datasets(self) -> list[str]:
+        return [d for d in self.config["datasets"] if d in set(self.summary["dataset"])]
+
+    @property
+    def models(self) -> list[str]:
+        return [m for m in self.config["models"] if m in set(self.summary["model"])]
+
+    @property
+    def probes(self) -> list[str]:
+        return [p for p in self.config["probes"] if p in set(self.summary["probe"])]
+
+    def store(self, dataset: str, model: str) -> Store:
+        """The opened feature store of one dataset and model (opened once)."""
+        if (dataset, model) not in self._stores:
+            self._stores[dataset, model] = open_store(self.stores[dataset, model])
+        return self._stores[dataset, model]
+
+    def predictions_of(self, dataset: str, model: str, probe: str) -> pd.DataFrame:
+        """Test predictions at each round's chosen layer, every round and seed (ids and labels
+        such as "NA" kept as text)."""
+        return pd.read_csv(self.predictions[dataset, model, probe],
+                           dtype={"clip_id": str, "label": str, "prediction": str},
+                           keep_default_na=False, na_values={"loss": ["", "nan", "NaN"]})
+
+    def n_layers(self, model: str) -> int:
+        """Layers of a model (1 for a single-layer model such as log-mel)."""
+        rows = self.layers[(self.layers["model"] == model) & (self.layers["layer"] >= 0)]
+        return int(rows["layer"].max()) + 1 if len(rows) else 1
+
+
+def _keyed(records: list[dict], *keys: str) -> dict:
+    return {tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]: Path(r["path"])
+            for r in records}
+
+
+def read_table(path: str | Path | None) -> pd.DataFrame:
+    """A results table, or an empty one when the run has none."""
+    if path is None or not Path(path).exists():
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def read_notes(path: Path) -> dict:
+    """A dataset's manifest notes ({"notes": [...], "comparable": bool, "leakage_exceptions":
+    {group: reason}}); empty when the adapter wrote none or the file cannot be read."""
+    try:
+        notes = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(notes, dict):
+        return {}
+    listed = notes.get("notes", [])
+    exceptions = notes.get("leakage_exceptions") or {}
+    return {"notes": [str(n) for n in (listed if isinstance(listed, list) else [listed])],
+            "comparable": notes.get("comparable"),
+            "leakage_exceptions": exceptions if isinstance(exceptions, dict) else {}}
+
+
+def read_jobs(records: list[dict]) -> pd.DataFrame:
+    """One row per job: rule, job (its wildcards), wall time and peak memory from its
+    benchmark file, and the run details its log starts with."""
+    rows = []
+    for job in records:
+        bench = pd.read_csv(job["benchmark"], sep="\t")
+        rows.append({
+            "rule": job["rule"], "job": job["job"],
+            "wall time (s)": float(pd.to_numeric(bench["s"], errors="coerce").mean()),
+            "max RSS (MB)": float(pd.to_numeric(bench["max_rss"], errors="coerce").max()),
+            "details": read_run_details(job["log"]) if job.get("log") else None,
+        })
+    return pd.DataFrame(rows, columns=["rule", "job", "wall time (s)", "max RSS (MB)",
+                                       "details"])
+
+
+def load(environ: dict | None = None) -> Run:
+    """Read the report inputs named in ``AUDIOPROBE_REPORT_INPUTS``."""
+    spec = json.loads((environ or os.environ)[INPUTS_VARIABLE])
+    files, config = spec["files"], spec["config"]
+    tables = {name: Path(files[name]) for name in ("summary", "layers", "comparisons", "runs")
+              if files.get(name)}
+    return Run(
+        summary=read_table(tables["summary"]),
+        config=config,
+        layers=read_table(tables.get("layers")),
+        comparisons=read_table(tables.get("comparisons")),
+        runs=read_table(tables.get("runs")),
+        predictions=_keyed(files.get("predictions", []), "dataset", "model", "probe"),
+        stores=_keyed(files.get("stores", []), "dataset", "model"),
+        rejected=_keyed(files.get("rejected", []), "dataset", "model"),
+        manifests=_keyed(files.get("manifests", []), "dataset"),
+        notes={d: read_notes(p) for d, p in _keyed(files.get("notes", []), "dataset").items()},
+        cards={m: json.loads(p.read_text())
+               for m, p in _keyed(files.get("cards", []), "model").items()},
+        jobs=read_jobs(files.get("jobs", [])),
+        references=read_references(files["references"]),
+        figures=Path(files["figures"]) if files.get("figures") else None,
+        tables=tables,
+        workflow=Path(spec["workflow"]) if spec.get("workflow") else None,
+    )
+
+
+def read_references(path: str | Path) -> pd.DataFrame:
+    """The published reference numbers, as written (strings keep their published digits)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"clip_id": str, "label": str, "split": str, "group": str},
+                       keep_default_na=False, na_values={"fold": [""], "start": [""],
+                                                          "end": [""]})
+
+
+def git_commit(folder: Path | None) -> str | None:
+    """The commit checked out in ``folder`` (with "+ changes" when the tree is dirty), or None
+    outside a git repository."""
+    if folder is None:
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=folder, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.strip() else "")

@@ -1,0 +1,658 @@
+# %% [markdown]
+# ---
+# title: "audioprobe report"
+# subtitle: "Frozen audio representations probed layer by layer"
+# format:
+#   html:
+#     embed-resources: true
+#     html-math-method: plain
+#     toc: true
+#     toc-location: left
+#     toc-depth: 3
+# execute:
+#   echo: false
+#   warning: false
+# jupyter: python3
+# ---
+
+# %% [markdown]
+# How well do frozen audio representations serve each task, and where in the network does the
+# information sit? Every number comes from probes trained on the pooled features of one layer
+# (the weighted probe: a learned mix of all layers). Scalers, early stopping, the hyperparameter
+# grid and the layer are chosen on training and validation data only, separately in every
+# evaluation round (official fold or split); the test score of a round is taken at that round's
+# own chosen layer, and intervals treat the round, not the seed, as the unit of replication.
+
+# %%
+import base64
+import html
+import io
+import platform
+from datetime import datetime
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import yaml
+from IPython.display import HTML, Markdown, display
+from matplotlib.patches import Rectangle
+from scipy import stats
+
+from audioprobe import analysis as an
+from audioprobe import results
+from audioprobe.joblog import run_details
+
+run = results.load()
+if run.figures:
+    run.figures.mkdir(parents=True, exist_ok=True)
+sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
+# One colour per model, used for that model and nothing else anywhere in the report: other
+# figures use greys, except the classes of the t-SNE map (named in its legend).
+MODEL_COLOURS = dict(zip(run.models, sns.color_palette("colorblind", len(run.models))))
+LAYERED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] != "weighted"]
+WEIGHTED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] == "weighted"]
+figure_count = 0
+
+display(HTML("""<style>
+.jp-InputPrompt, .jp-OutputPrompt {display: none !important}
+.jp-OutputArea-output {padding-left: var(--jp-code-padding)}
+#TOC {font-size: 0.9rem; line-height: 1.35}
+#TOC ul {list-style: none; padding-left: 0.9em; margin: 0.2em 0}
+#TOC > ul {padding-left: 0}
+#TOC a {text-decoration: none; color: #1f4e79}
+#TOC a:hover {text-decoration: underline}
+#toc-title {font-size: 1rem; margin: 0 0 0.4em}
+body > #TOC {position: fixed; top: 0; left: 0; bottom: 0; width: 250px; overflow-y: auto;
+  padding: 1rem 0.8rem; border-right: 1px solid #ddd; background: #fafafa; z-index: 10;
+  box-sizing: border-box}
+body.jp-Notebook > main {margin-left: 270px; max-width: 1120px; padding: 0 1.5rem;
+  box-sizing: border-box}
+@media (max-width: 1100px) {
+  body > #TOC {position: static; width: auto; border-right: none;
+    border-bottom: 1px solid #ddd; overflow: visible}
+  body.jp-Notebook > main {margin-left: 0; padding: 0 0.6rem}
+  #TOC ul ul li {display: inline; margin-right: 0.9em}
+}
+.jp-RenderedMarkdown p, .jp-RenderedMarkdown li, figcaption, .lead {max-width: 78ch}
+.jp-RenderedHTMLCommon p {max-width: 78ch}
+.table-wrap {overflow-x: auto; max-width: 100%; margin: 0.5em 0 1.2em}
+.table-wrap table {margin: 0; border-collapse: collapse}
+table.dataframe th, table.dataframe td {text-align: left !important; vertical-align: top;
+  padding: 0.25em 0.6em}
+table.matrix td.score {white-space: nowrap; text-align: right !important}
+table.matrix th, table.matrix td {padding: 0.2em 0.45em}
+table.matrix tr > :first-child {position: sticky; left: 0; z-index: 1; background: inherit}
+table.matrix thead th:first-child {background: #fff}
+table.matrix .ci {color: #555; font-size: 0.85em}
+table.matrix th {cursor: pointer; white-space: nowrap}
+table.matrix th[aria-sort="ascending"]::after {content: " ▲"}
+table.matrix th[aria-sort="descending"]::after {content: " ▼"}
+.tag {font-size: 0.75em; padding: 0 0.35em; border: 1px solid #888; border-radius: 3px;
+  color: #333}
+figure.report-figure {margin: 1em 0 1.6em}
+figure.report-figure img {max-width: 100%; height: auto}
+figcaption {font-size: 0.95em; color: #222}
+pre.config {max-height: 30em; overflow: auto; background: #f6f6f6; padding: 0.6em;
+  white-space: pre; max-width: 100%}
+details > summary {cursor: pointer; margin: 0.4em 0}
+@media print {
+  body > #TOC, #matrix-filter {display: none}
+  body.jp-Notebook > main {margin: 0; max-width: none}
+  .table-wrap {overflow: visible}
+  figure.report-figure, table {break-inside: avoid}
+  details > *:not(summary) {display: block}
+  a {color: inherit}
+}
+</style>"""))
+
+
+def show(fig: plt.Figure, name: str, caption: str, alt: str) -> None:
+    """Display a figure as a numbered, captioned, embedded PNG; keep a copy for Snakemake's
+    report."""
+    global figure_count
+    figure_count += 1
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    if run.figures:
+        (run.figures / f"{figure_count:02d}-{name}.png").write_bytes(buffer.getvalue())
+    data = base64.b64encode(buffer.getvalue()).decode()
+    display(HTML(f'<figure class="report-figure" id="fig-{name}">'
+                 f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+                 f"<figcaption><b>Figure {figure_count}.</b> {caption}</figcaption></figure>"))
+
+
+def table(frame: pd.DataFrame, table_id: str | None = None) -> None:
+    """Display a table without its index, scrolling sideways inside its own box."""
+    display(HTML('<div class="table-wrap">' + frame.to_html(
+        index=False, border=0, table_id=table_id, na_rep="–", classes="dataframe",
+        escape=True) + "</div>"))
+
+
+def folded(summary: str, frame: pd.DataFrame, table_id: str) -> None:
+    """A table behind a disclosure triangle."""
+    display(HTML(f"<details><summary>{html.escape(summary)}</summary>"
+                 '<div class="table-wrap">' + frame.to_html(
+                     index=False, border=0, table_id=table_id, na_rep="–",
+                     classes="dataframe") + "</div></details>"))
+
+
+def note(text: str) -> None:
+    """Display a paragraph of Markdown."""
+    display(Markdown(text))
+
+
+def fitted_limits(lows: list[float], highs: list[float]) -> tuple[float, float]:
+    """Axis limits around the data with a 6% margin."""
+    low, high = np.nanmin(lows), np.nanmax(highs)
+    pad = max(0.06 * (high - low), 0.005)
+    return low - pad, high + pad
+
+
+def band(mean: pd.Series, sd: pd.Series, n: pd.Series) -> pd.Series:
+    """Half-width of the 95% t interval of a mean over ``n`` rounds (NaN with one round)."""
+    n = n.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
+
+
+# %% [markdown]
+# ## Key findings
+#
+# Generated from the tables: per dataset, the best model and probe (the highest headline
+# score), where its layer sits, and the paired comparisons against the runner-up, its
+# random-weights control and the log-mel baseline (differences in percentage points, 95%
+# intervals, Holm-adjusted p over the comparisons of one dataset).
+
+# %%
+for dataset in run.datasets:
+    note(an.dataset_finding(run, dataset))
+layers_said = an.layer_findings(run)
+if layers_said:
+    display(Markdown("### Where the best layers sit"))
+    note("\n".join(f"- {line}" for line in layers_said))
+display(Markdown("### Caveats"))
+said = an.caveats(run)
+note("\n".join(f"- {line}" for line in said) if said else
+     "No dataset carries a note, and every task has published references.")
+
+# %% [markdown]
+# ## Results matrix
+#
+# The headline score (percent, one decimal) with its 95% interval for every model and probe
+# (rows) on every dataset (columns); the best of each dataset in bold; controls (random
+# weights) and baselines (log-mel) tagged; mean rank across datasets (1 = best). Click a column
+# to sort; type to filter rows.
+
+# %%
+def matrix_html(frame: pd.DataFrame) -> str:
+    """The models x datasets matrix as a sortable, filterable HTML table."""
+    metrics = run.summary.groupby("dataset")["headline_metric"].first()
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("model", "probe"))
+    head += "".join(f'<th title="{an.METRIC_NAMES.get(metrics[d], metrics[d])}">'
+                    f"{html.escape(d)}</th>" for d in run.datasets)
+    head += "<th>mean rank</th>"
+    body = []
+    for _, row in frame.iterrows():
+        tag = f' <span class="tag">{row["role"]}</span>' if row["role"] else ""
+        cells = [f'<td data-value="{html.escape(row["model"])}">{html.escape(row["model"])}'
+                 f"{tag}</td>", f"<td>{html.escape(row['probe'])}</td>"]
+        for dataset in run.datasets:
+            cell = row[dataset]
+            if not isinstance(cell, dict):
+                cells.append('<td class="score" data-value="-1">–</td>')
+                continue
+            score = an.percent(cell["score"])
+            score = f"<b>{score}</b>" if cell["best"] else score
+            cells.append(f'<td class="score" data-value="{100 * cell["score"]:.4f}">{score}'
+                         f'<br><span class="ci">{an.percent_interval(cell["low"], cell["high"])}'
+                         "</span></td>")
+        cells.append(f'<td class="score" data-value="{row["mean rank"]:.4f}">'
+                     f'{row["mean rank"]:.2f}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<input type="search" id="matrix-filter" placeholder="Filter rows (model, probe, '
+            f'control, baseline)" aria-label="Filter the matrix" style="width: min(28em, 100%)">'
+            f'<div class="table-wrap"><table id="matrix" class="dataframe matrix">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+SORT_AND_FILTER = """<script>
+(function () {
+  var table = document.getElementById('matrix');
+  var filter = document.getElementById('matrix-filter');
+  if (!table || !filter) return;
+  var body = table.tBodies[0];
+  function key(row, i) {
+    var cell = row.cells[i], v = cell.getAttribute('data-value');
+    if (v === null) return cell.textContent.trim().toLowerCase();
+    var n = parseFloat(v);
+    return isNaN(n) ? v.toLowerCase() : n;
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+    th.setAttribute('tabindex', '0');
+    function sort() {
+      var descending = th.getAttribute('aria-sort') === 'ascending';
+      var numeric = i >= 2;
+      Array.prototype.forEach.call(table.tHead.rows[0].cells,
+                                   function (o) { o.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', descending ? 'descending' : 'ascending');
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a, i), y = key(b, i), d = x < y ? -1 : x > y ? 1 : 0;
+        return descending ? -d : d;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    }
+    th.addEventListener('click', sort);
+    th.addEventListener('keydown', function (e) { if (e.key === 'Enter') sort(); });
+  });
+  filter.addEventListener('input', function () {
+    var words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    Array.prototype.forEach.call(body.rows, function (r) {
+      var text = r.textContent.toLowerCase();
+      r.style.display = words.every(function (w) { return text.indexOf(w) >= 0; }) ? '' : 'none';
+    });
+  });
+})();
+</script>"""
+
+display(HTML(matrix_html(an.matrix(run)) + SORT_AND_FILTER))
+metrics = run.summary.groupby("dataset", sort=False)["headline_metric"].first()
+note("Headline metric per dataset: " + "; ".join(
+    f"{d}: {an.METRIC_NAMES.get(metrics[d], metrics[d])}" for d in run.datasets) + ".")
+links = [f'<a href="../tables/{name}.csv">{name}.csv</a>' for name in run.tables]
+display(HTML(f'<p class="lead">The tables behind this report, next to it in '
+             f'<code>results/tables/</code>: {", ".join(links)}.</p>'))
+
+# %% [markdown]
+# ## Setup
+#
+# The datasets with their evaluation protocol and headline metric (balanced accuracy where
+# classes are imbalanced), the models (log-mel is the weight-free baseline; a random-weights
+# model is the control of the pretrained model with the same checkpoint) and the probes.
+
+# %%
+table(an.dataset_table(run), "datasets")
+table(an.model_table(run), "models")
+table(an.probe_table(run), "probes")
+
+# %% [markdown]
+# ## Per-dataset results
+#
+# For each dataset: validation and test scores of every layer for every model on relative depth
+# (0 = input embedding, 1 = last layer), the paired comparisons, and for the best configuration
+# the confusion matrix, per-class scores and most confused pairs (pooled over rounds and seeds,
+# each round at its own chosen layer).
+
+# %%
+def layer_figure(dataset: str) -> None:
+    """Validation (left) and test (right) score by relative depth, one row per probe."""
+    rows = run.layers[run.layers["dataset"] == dataset]
+    metric = run.summary.loc[run.summary["dataset"] == dataset, "headline_metric"].iloc[0]
+    summary = run.summary[run.summary["dataset"] == dataset]
+    probes = LAYERED_PROBES or run.probes
+    fig, axes = plt.subplots(len(probes), 2, figsize=(12, 3.6 * len(probes)), squeeze=False)
+    for r, probe in enumerate(probes):
+        handles = []
+        for c, (column, label) in enumerate([("val_accuracy", "validation accuracy"),
+                                             (metric, f"test {an.METRIC_NAMES[metric]}")]):
+            ax, lows, highs = axes[r][c], [], []
+            for model in run.models:
+                part = rows[(rows["model"] == model) & (rows["probe"] == probe)
+                            & (rows["layer"] >= 0)].sort_values("layer")
+                if part.empty:
+                    continue
+                mean, sd = part[f"{column}_mean"], part[f"{column}_sd"]
+                half = band(mean, sd, part["n_rounds"]).fillna(0)
+                colour = MODEL_COLOURS[model]
+                info = summary[(summary["model"] == model) & (summary["probe"] == probe)]
+                chosen = an.chosen_layers(info.iloc[0]) if len(info) else []
+                n = run.n_layers(model)
+                if n == 1:
+                    line = ax.axhline(mean.iloc[0], color=colour, linestyle="--", linewidth=2)
+                    ax.axhspan(mean.iloc[0] - half.iloc[0], mean.iloc[0] + half.iloc[0],
+                               color=colour, alpha=0.12)
+                    text = f"{model} (single layer, reference line)"
+                else:
+                    depth = part["layer"] / (n - 1)
+                    line, = ax.plot(depth, mean, color=colour, marker="o", markersize=3.5)
+                    ax.fill_between(depth, mean - half, mean + half, color=colour, alpha=0.15)
+                    modal = part[part["layer"] == int(info.iloc[0]["modal_layer"])]
+                    ax.plot(modal["layer"] / (n - 1), modal[f"{column}_mean"], marker="*",
+                            markersize=14, color=colour, markeredgecolor="black",
+                            linestyle="none")
+                    text = f"{model}: chosen layers {', '.join(map(str, chosen))}"
+                lows += list(mean - half)
+                highs += list(mean + half)
+                if c == 0:
+                    handles.append((line, text))
+            for wprobe in WEIGHTED_PROBES:
+                for model in run.models:
+                    hit = summary[(summary["model"] == model) & (summary["probe"] == wprobe)]
+                    if hit.empty or c == 0 or run.n_layers(model) == 1:
+                        continue
+                    value = hit.iloc[0][f"{metric}_mean"]
+                    line = ax.axhline(value, color=MODEL_COLOURS[model], linestyle=":",
+                                      linewidth=1.8)
+                    lows.append(value)
+                    highs.append(value)
+                    if c == 1:
+                        handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
+            if lows:
+                ax.set_ylim(*fitted_limits(lows, highs))
+            ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = input embedding, 1 = last)",
+                   ylabel=label, title=f"{probe} probe: {label}")
+        axes[r][1].legend([h for h, _ in handles], [t for _, t in handles],
+                          loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
+                          title="★ modal chosen layer", frameon=False)
+    fig.tight_layout()
+    show(fig, f"{dataset}-layers",
+         f"{dataset}: validation (left) and test (right) score by relative depth, mean over "
+         "rounds with 95% bands; look for where each model peaks and whether the validation "
+         "peak, where the layer is chosen, matches the test peak.",
+         f"{dataset}: line charts of validation and test score against relative depth per model")
+
+
+def confusion_figure(predictions: pd.DataFrame, dataset: str, label: str) -> None:
+    classes, counts = an.confusion(predictions)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    size = min(max(5, 0.55 * len(classes)), 14)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    sns.heatmap(100 * share, xticklabels=classes, yticklabels=classes, cmap="Greys", vmin=0,
+                vmax=100, annot=len(classes) <= 15, fmt=".0f", annot_kws={"fontsize": 8},
+                square=True, ax=ax, cbar_kws={"label": "percent of the true class"})
+    ax.set(xlabel="predicted class", ylabel="true class")
+    ax.grid(False)
+    show(fig, f"{dataset}-confusion",
+         f"Confusion matrix of {label} on {dataset}, rows normalised to the true class; "
+         "off-diagonal cells show which classes it mixes up.",
+         f"{dataset}: heatmap of the row-normalised confusion matrix")
+
+
+def comparison_table(dataset: str) -> pd.DataFrame:
+    rows = run.comparisons[run.comparisons["dataset"] == dataset] if len(run.comparisons) \
+        else pd.DataFrame()
+    if rows.empty:
+        return rows
+    return pd.DataFrame({
+        "probe": rows["probe"], "comparison": rows["relation"],
+        "model a": rows["model_a"], "model b": rows["model_b"],
+        "a (%)": rows["mean_a"].map(an.percent), "b (%)": rows["mean_b"].map(an.percent),
+        "a − b (points)": (100 * rows["difference"]).map(lambda v: f"{v:+.1f}"),
+        "95% CI (points)": [an.percent_interval(lo, hi) for lo, hi in
+                            zip(rows["ci_low"], rows["ci_high"])],
+        "p (Holm)": rows["p_holm"].map(lambda v: an.sig(v, 2)),
+        "test": rows["test"] + ", n=" + rows["n"].astype(str),
+    })
+
+
+for dataset in run.datasets:
+    display(Markdown(f"### {dataset}: results"))
+    layer_figure(dataset)
+    compared = comparison_table(dataset)
+    if compared.empty:
+        note("No paired comparison was run on this dataset.")
+    else:
+        folded(f"Paired comparisons on {dataset} ({len(compared)})", compared,
+               f"{dataset}-comparisons")
+    best = an.best_row(run, dataset)
+    predictions = run.predictions_of(dataset, best["model"], best["probe"])
+    label = f"{best['model']} with the {best['probe']} probe"
+    confusion_figure(predictions, dataset, label)
+    scores = an.class_report(predictions).reset_index()
+    folded(f"Per-class precision, recall and F1 of {label}", scores.assign(
+        **{c: scores[c].map(an.sig) for c in ("precision", "recall", "f1")}),
+        f"{dataset}-per-class")
+    note(f"Most confused class pairs of {label}:")
+    table(an.confused_pairs(predictions), f"{dataset}-confused-pairs")
+
+# %% [markdown]
+# ## Across tasks
+#
+# For each model with more than one layer, with the first probe trained layer by layer: the
+# test score of every layer on every dataset, as points below that dataset's best layer of the
+# model, so that close scores separate; the number in a cell is the score itself (percent) and
+# the box marks the layer chosen in most rounds.
+
+# %%
+multi = [m for m in run.models if run.n_layers(m) > 1]
+if len(run.datasets) < 2:
+    note("One dataset only: a comparison across tasks needs two or more.")
+elif not multi or not LAYERED_PROBES:
+    note("No model with more than one layer was probed layer by layer.")
+else:
+    probe = LAYERED_PROBES[0]
+    fig, axes = plt.subplots(len(multi), 1, figsize=(12, 0.55 * len(run.datasets) * len(multi)
+                                                      + 1.2 * len(multi)), squeeze=False)
+    gaps = {}
+    for model in multi:
+        grid, scores, boxes = [], [], []
+        for dataset in run.datasets:
+            metric = run.summary.loc[run.summary["dataset"] == dataset,
+                                     "headline_metric"].iloc[0]
+            part = run.layers[(run.layers["dataset"] == dataset) & (run.layers["model"] == model)
+                              & (run.layers["probe"] == probe) & (run.layers["layer"] >= 0)]
+            values = part.sort_values("layer")[f"{metric}_mean"].to_numpy()
+            grid.append(100 * (values - values.max()))
+            scores.append(100 * values)
+            info = run.summary[(run.summary["dataset"] == dataset)
+                               & (run.summary["model"] == model)
+                               & (run.summary["probe"] == probe)]
+            boxes.append(int(info.iloc[0]["modal_layer"]) if len(info) else None)
+        gaps[model] = (np.array(grid), np.array(scores), boxes)
+    floor = min(np.percentile(g[0], 10) for g in gaps.values())
+    floor = max(floor, -15.0)
+    for ax, model in zip(axes[:, 0], multi):
+        grid, scores, boxes = gaps[model]
+        sns.heatmap(grid, ax=ax, cmap="Greys", vmin=floor, vmax=0,
+                    annot=scores, fmt=".0f", annot_kws={"fontsize": 8},
+                    xticklabels=range(grid.shape[1]), yticklabels=run.datasets,
+                    cbar_kws={"label": "points below the best layer"})
+        for row, layer in enumerate(boxes):
+            if layer is not None:
+                for colour, width in (("white", 4), ("black", 1.8)):
+                    ax.add_patch(Rectangle((layer, row), 1, 1, fill=False, edgecolor=colour,
+                                           linewidth=width))
+        ax.set(title=f"{model}, {probe} probe", xlabel="layer (0 = input embedding)",
+               ylabel="dataset")
+        ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    show(fig, "layers-across-tasks",
+         f"Test score by layer across datasets ({probe} probe), shaded by the distance from "
+         f"each dataset's best layer (clipped at {floor:.0f} points), the layer chosen in most "
+         "rounds boxed; look for whether the tasks peak at the same depth.",
+         "heatmaps of test score by dataset and layer, one per model")
+
+# %% [markdown]
+# ## Comparison with published results
+#
+# Only the published numbers for the same task definition and checkpoint as one of this run's
+# rows, with how the protocols differ in probe and layer, split and test set, and class
+# balance. The full reference table is in Appendix B.
+
+# %%
+matched = an.reference_matches(run)
+if matched.empty:
+    note("No published number matches a task and checkpoint of this run.")
+else:
+    same = int((matched["probe type"] == "same").sum())
+    note(f"{len(matched)} published numbers match; {same} of them use the same probe type.")
+    table(matched.drop(columns=["key"]), "reference-matches")
+    note("How each matched protocol differs from this run's:")
+    table(an.protocol_differences(run, matched), "protocol-differences")
+
+# %% [markdown]
+# ## Error analysis
+#
+# For the best configuration of each dataset: a t-SNE map (at most 1000 test clips) of the
+# standardised features of the layer chosen in each clip's round, with the class in colour on
+# the left and the outcome as marker shape on the right (grey dot: right in every seed; open
+# circle: right in some; black cross: wrong in every seed); then the clips with the highest
+# loss.
+
+# %%
+for dataset in run.datasets:
+    display(Markdown(f"### {dataset}: errors"))
+    best = an.best_row(run, dataset)
+    store = run.store(dataset, best["model"])
+    outcomes = an.clip_outcomes(run.predictions_of(dataset, best["model"], best["probe"]))
+    index = pd.Series(np.arange(len(store.meta)), index=store.meta["clip_id"])
+    layer = int(outcomes["layer"].mode().iloc[0])
+    features = an.layer_features(store, layer)[index[outcomes["clip_id"]].to_numpy()]
+    points, kept, method = an.embedding_2d(features)
+    where = ("all layers, weighted" if layer == an.ALL_LAYERS else
+             f"layer {layer}, the one chosen in most rounds")
+    shown = outcomes.iloc[kept]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    n_classes = shown["label"].nunique()
+    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=shown["label"].to_numpy(), s=18,
+                    palette="husl", legend=n_classes <= 20, ax=axes[0])
+    for outcome, mask, style in (
+            ("right in every seed", shown["share correct"] == 1,
+             {"marker": "o", "color": "#b0b0b0", "s": 14}),
+            ("right in some seeds", shown["share correct"].between(0, 1, inclusive="neither"),
+             {"marker": "o", "facecolors": "none", "edgecolors": "#404040", "s": 22}),
+            ("wrong in every seed", shown["share correct"] == 0,
+             {"marker": "x", "color": "black", "s": 22})):
+        axes[1].scatter(points[mask.to_numpy(), 0], points[mask.to_numpy(), 1], label=outcome,
+                        **style)
+    for ax, title in zip(axes, ["class", "outcome"]):
+        ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=title, xticks=[], yticks=[])
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize="small",
+                      frameon=False)
+    fig.tight_layout()
+    show(fig, f"{dataset}-embedding",
+         f"{dataset}: {method} of {len(kept)} test clips under {best['model']} "
+         f"({best['probe']} probe, {where}); errors that "
+         "cluster on the right inside one class region on the left point to a class-level "
+         "confusion rather than noise.",
+         f"{dataset}: {method} scatter plots by class and by outcome")
+    note("Test clips with the highest loss:")
+    table(an.highest_loss(outcomes, store), f"{dataset}-highest-loss")
+
+# %% [markdown]
+# ## Data audit
+#
+# What went into the probes: the class distribution per fold or split, clip durations, the clips
+# extraction padded, processed in windows or rejected (with reasons), and the notes the dataset
+# adapter wrote into the manifest.
+
+# %%
+for dataset in run.datasets:
+    display(Markdown(f"### {dataset}: data"))
+    manifest = results.read_manifest(run.manifests[dataset])
+    folds = manifest["fold"].notna().all()
+    counts = pd.crosstab(manifest["label"], manifest["fold"].astype(int) if folds
+                         else manifest["split"])
+    if folds:
+        counts.columns = [f"fold {k}" for k in counts.columns]
+    else:
+        counts = counts.reindex(columns=[s for s in ("train", "valid", "test")
+                                         if s in counts.columns])
+    meta = run.store(dataset, run.models[0]).meta
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, min(0.25 * len(counts), 14))),
+                             width_ratios=[1.3, 1])
+    counts.plot.barh(stacked=True, ax=axes[0], width=0.8, edgecolor="white", linewidth=0.3,
+                     color=[plt.cm.Greys(v) for v in np.linspace(0.3, 0.95, counts.shape[1])])
+    axes[0].set(xlabel="clips", ylabel="class", title="clips per class and fold or split")
+    axes[0].legend(title="fold / split", bbox_to_anchor=(1.01, 1), loc="upper left",
+                   fontsize="small", frameon=False)
+    if len(counts) > 60:
+        axes[0].set_yticks([])
+    axes[1].hist(meta["duration"], bins=30, color="#6c757d")
+    axes[1].set(xlabel="clip duration (s)", ylabel="clips", title="duration of the kept clips")
+    fig.tight_layout()
+    show(fig, f"{dataset}-data",
+         f"{dataset}: {len(manifest)} clips in {len(counts)} classes; check that every fold or "
+         "split holds every class and that no duration dominates.",
+         f"{dataset}: stacked bars of clips per class and fold, histogram of durations")
+    table(an.audit_table(run, dataset), f"{dataset}-audit")
+    reasons = an.rejection_reasons(run, dataset)
+    note("No clip was rejected by any model's extraction." if reasons.empty else
+         "Rejected clips by reason:")
+    if not reasons.empty:
+        table(reasons, f"{dataset}-rejected")
+    notes = run.notes.get(dataset, {})
+    if notes.get("notes"):
+        note("Manifest notes:\n\n" + "\n".join(f"- {n}" for n in notes["notes"]))
+    if notes.get("comparable") is False:
+        note("The adapter marks this dataset **not comparable** with published numbers.")
+
+# %% [markdown]
+# ## Cost
+#
+# Wall time and peak memory per rule from Snakemake's benchmark files (sum and longest job); for
+# extraction, the throughput in clips and in seconds of audio per second of wall time.
+
+# %%
+cost = an.cost_table(run)
+total = cost["total wall time (s)"].sum()
+note(f"{len(run.jobs)} jobs, {an.duration(total)} ({an.sig(total)} s) of wall time in all "
+     "(the report itself excluded).")
+table(cost.assign(**{c: cost[c].map(an.sig) for c in cost.columns
+                     if c not in ("rule", "jobs")}), "cost")
+fig, ax = plt.subplots(figsize=(9, 0.45 * len(cost) + 1.2))
+ordered = cost.sort_values("total wall time (s)")
+ax.barh(ordered["rule"], ordered["total wall time (s)"], color="#6c757d")
+ax.set(xlabel="total wall time (s)", ylabel="rule")
+show(fig, "cost", "Total wall time per rule; the longest bar is where speed-ups pay off.",
+     "bar chart of the total wall time of every rule")
+
+# %% [markdown]
+# ## Appendix A: Run details
+#
+# The configuration as run, the workflow's commit, the seeds and the hyperparameters each round
+# chose, and the software and hardware of the jobs that did the work, read from their logs.
+# The host that rendered this page is named separately at the end.
+
+# %%
+commit = results.git_commit(run.workflow)
+protocol = run.config.get("protocol", {})
+table(pd.DataFrame([
+    {"item": "workflow commit", "value": commit or "not a git checkout"},
+    {"item": "seeds per round", "value": protocol.get("seeds", "–")},
+    {"item": "learning rates searched", "value": ", ".join(map(str, protocol.get(
+        "learning_rates", [])))},
+    {"item": "weight decays searched", "value": ", ".join(map(str, protocol.get(
+        "weight_decays", [])))},
+    {"item": "max epochs (patience)",
+     "value": f"{protocol.get('max_epochs', '–')} ({protocol.get('patience', '–')})"},
+]), "run-facts")
+display(HTML("<details><summary>Configuration as run (YAML)</summary><pre class='config'>"
+             + html.escape(yaml.safe_dump(run.config, sort_keys=False)) + "</pre></details>"))
+hyper = an.chosen_hyperparameters(run)
+if not hyper.empty:
+    folded(f"Hyperparameters chosen on validation per round ({len(hyper)} rounds)",
+           hyper.assign(**{c: hyper[c].map(an.sig) for c in ("val. accuracy",) if c in hyper}),
+           "chosen-hyperparameters")
+note("Software and hardware of the jobs, from the run details each job logged at its start "
+     "(one row per rule and environment):")
+table(an.job_environments(run), "job-environments")
+host = run_details()
+table(pd.DataFrame([
+    {"item": "rendered", "value": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")},
+    {"item": "host", "value": host["host"]}, {"item": "CPU", "value": host["cpu"]},
+    {"item": "OS", "value": host["os"]},
+    {"item": "python", "value": platform.python_version()},
+    {"item": "packages", "value": ", ".join(f"{k} {v}" for k, v in host["packages"].items())},
+]), "rendering-host")
+
+# %% [markdown]
+# ## Appendix B: Published references
+#
+# Every published number in `report/reference_results.csv`, with its source, year and link. A
+# number is comparable with this run's only when task definition, split, test set, class
+# balance and probe agree.
+
+# %%
+appendix = an.reference_appendix(run.references)
+appendix["link"] = appendix["link"].map(
+    lambda u: f'<a href="{html.escape(u)}" rel="noreferrer">{html.escape(u)}</a>' if u else "–")
+display(HTML('<div class="table-wrap">' + appendix.to_html(
+    index=False, border=0, table_id="references", classes="dataframe", escape=False,
+    formatters={c: html.escape for c in appendix.columns if c != "link"}) + "</div>"))
