@@ -183,10 +183,12 @@ def window_stats(layers: list[torch.Tensor], frames: torch.Tensor,
                  pooling: str) -> dict[str, torch.Tensor]:
     """Statistics of each batch row's valid frames for every layer, (layers, batch, dim) each.
 
-    total: sum; squares: sum of squares about the row's own mean plus total**2 / frames, in
-    float64 (summed over a clip's windows, squares / n - mean**2 is then the variance, without
-    the cancellation a float32 sum of squares suffers when a feature's mean is large against its
-    spread); peak: max. Only what ``pooling`` needs (POOLING_STATS).
+    total: sum; squares: sum of squares about the row's own mean plus total**2 / frames; peak:
+    max. Only what ``pooling`` needs (POOLING_STATS). For mean+std both are float64, from
+    deviations about the row's mean summed in float32: summed over a clip's windows,
+    squares / n - mean**2 is then the variance, without the cancellation a float32 sum of
+    squares (or of totals across windows) suffers when a feature's mean is large against its
+    spread (tests/test_extract.py measures it). Mean pooling sums in float32.
     """
     stacked = torch.stack(layers).float()  # (L, B, T, D)
     valid = (torch.arange(stacked.shape[2], device=stacked.device)[None, :]
@@ -197,9 +199,12 @@ def window_stats(layers: list[torch.Tensor], frames: torch.Tensor,
     if pooling == "mean":
         return {"total": total}
     n = frames.to(stacked.device).clamp(min=1)[None, :, None]
-    centred = (stacked - (total / n)[:, :, None]) * valid
-    total = total.double()
-    return {"total": total, "squares": centred.square().sum(2).double() + total.square() / n}
+    mean = total / n
+    centred = (stacked - mean[:, :, None]) * valid
+    residual = centred.sum(2).double()  # what float32 rounding left out of the mean
+    total = mean.double() * n + residual
+    squares = centred.square().sum(2).double() - residual.square() / n + total.square() / n
+    return {"total": total, "squares": squares}
 
 
 class PoolingAccumulator:
