@@ -17,12 +17,18 @@ from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 
 to_file(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+options = snakemake.params.extraction
+# The job's CPUs (extraction.cpus): DataLoader workers decode and resample; on a GPU the rest
+# run the main process, on a CPU the model takes them all (the workers mostly wait on it).
+workers = options["num_workers"]
+if workers == "auto":
+    workers = max(1, snakemake.threads - 1)
+on_gpu = options["device"] != "cpu" and torch.cuda.is_available()
+torch.set_num_threads(max(1, snakemake.threads - workers) if on_gpu else snakemake.threads)
 card = read_card(snakemake.input.card)
 everything = manifest.read(snakemake.input.manifest)
 first = int(snakemake.wildcards.shard) * snakemake.params.shard_size
 clips = everything.iloc[first : first + snakemake.params.shard_size].reset_index(drop=True)
-options = snakemake.params.extraction
 rejected = extract(
     clips,
     load_encoder(card),
@@ -39,7 +45,7 @@ rejected = extract(
     },
     batch_size=options["batch_size"],
     pooling=snakemake.params.pooling,
-    num_workers=options["num_workers"],
+    num_workers=workers,
     device=options["device"],
     bad_audio=options["bad_audio"],
     max_seconds=options["max_seconds"],
