@@ -15,7 +15,8 @@ from audioprobe.errors import AudioError
 from audioprobe.features import audio
 from audioprobe.features.checkpoints import fetch
 from audioprobe.features.encoders import LogMelEncoder, load_encoder
-from audioprobe.features.extract import extract
+from audioprobe.features.extract import (PoolingAccumulator, extract, precision_mode,
+                                         window_stats)
 from audioprobe.features.store import open_store
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -234,3 +235,40 @@ def test_loop_does_not_synchronise_per_batch_on_cuda(resample, tmp_path):
         torch.cuda.set_sync_debug_mode(0)
     store = open_store(tmp_path / "gpu.h5")
     np.testing.assert_allclose(store.layer(0), expected[0], rtol=1e-4, atol=1e-4)
+
+
+def test_precision_is_recorded_and_global_settings_restored(tmp_path):
+    before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    for precision, fp32 in [("fp32", "ieee"), ("tf32", "tf32")]:
+        with precision_mode(precision, torch.device("cpu")):
+            assert torch.backends.cuda.matmul.fp32_precision == fp32
+            assert torch.backends.cudnn.conv.fp32_precision == fp32
+    clips = clips_frame([write(tmp_path / "c.wav", 1.0)])
+    ieee, _, _ = run(clips, LogMelEncoder(), tmp_path / "fp32.h5")
+    tf32, _, _ = run(clips, LogMelEncoder(), tmp_path / "tf32.h5", precision="tf32")
+    assert open_store(tmp_path / "fp32.h5").attrs["precision"] == "fp32"
+    # a CPU has no TF32: it computes, and records, IEEE fp32
+    assert open_store(tmp_path / "tf32.h5").attrs["precision"] == "fp32"
+    np.testing.assert_array_equal(tf32, ieee)
+    after = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    assert after == before
+
+
+def test_accumulator_memory_follows_the_clips_in_flight():
+    """Slots of released clips are reused: 1,000 clips through batches of 8, released every 16
+    finished clips, never need more than the first 64 slots."""
+    accumulator = PoolingAccumulator("mean+std", torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    finished = []
+    for first in range(0, 1000, 8):
+        clips = list(range(first, first + 8))
+        layers = [torch.from_numpy(rng.standard_normal((8, 5, 3)).astype(np.float32))]
+        frames = torch.full((8,), 5)
+        accumulator.add(clips, window_stats(layers, frames, "mean+std"), frames, set())
+        finished += clips
+        if len(finished) >= 16:
+            pooled = accumulator.release(finished)
+            expected = torch.cat([layers[0].mean(1), layers[0].std(1, correction=0)], -1)
+            torch.testing.assert_close(pooled[0, -8:], expected, rtol=1e-5, atol=1e-6)
+            finished = []
+    assert accumulator.count.numel() == 64
