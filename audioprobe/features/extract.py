@@ -1,6 +1,7 @@
-"""Extraction: decode clips in DataLoader workers, resample them there or on the device, run the
-encoder in batches on the device, pool every layer on the device in the same pass, and write the
-feature store.
+"""Extraction: decode clips in DataLoader workers, resample them there (or on the device), run
+the encoder in batches on the device, sum every layer's pooling statistics per clip on the device
+in the same pass, and write finished clips to the feature store in chunks: the loop waits for the
+device once per chunk, and its memory follows the clips in flight, not the shard.
 
 Exactness: a model that takes no attention mask (HuBERT base, wav2vec2 base, log-mel with its
 centred frames) sees padding, so its batches hold clips of one length only; a model with an
@@ -372,11 +373,10 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
                         prefetch_factor=4 if num_workers else None)
     partial = out.with_name(out.name + ".partial")
     remaining = np.bincount([it.clip for it in items], minlength=len(clips))
-    run = ExtractionRun(encoder, dev, pooling, on_device, rejects, clips, bad_audio,
-                        remaining, chunk_clips)
     bar = tqdm(total=len(items), unit="win", desc=f"extract {out.stem}", mininterval=2)
     with h5py.File(partial, "w") as f, precision_mode(precision, dev):
-        run.writer = ChunkWriter(f, len(clips))
+        run = ExtractionRun(encoder, dev, pooling, on_device, ChunkWriter(f, len(clips)),
+                            rejects, clips, bad_audio, remaining, chunk_clips)
         for batch in loader:
             run.step(batch)
             bar.update(len(batch.kept) + len(batch.rejects))
@@ -407,16 +407,15 @@ class ExtractionRun:
     clip, finished clips waiting for the next chunk, and the store writer."""
 
     def __init__(self, encoder, dev: torch.device, pooling: str, on_device: bool,
-                 rejects: dict[int, str], clips: pd.DataFrame, bad_audio: str,
-                 remaining: np.ndarray, chunk_clips: int) -> None:
+                 writer: ChunkWriter, rejects: dict[int, str], clips: pd.DataFrame,
+                 bad_audio: str, remaining: np.ndarray, chunk_clips: int) -> None:
         self.encoder, self.dev, self.on_device = encoder, dev, on_device
+        self.pooling, self.writer = pooling, writer
         self.rejects, self.clips, self.bad_audio = rejects, clips, bad_audio
         self.remaining, self.chunk_clips = remaining, chunk_clips
         self.accumulator = PoolingAccumulator(pooling, dev)
-        self.pooling = pooling
         self.resampler = audio.Resampler(encoder.sample_rate, dev)
         self.finished: list[int] = []
-        self.writer: ChunkWriter | None = None
         self.started, self.audio_seconds = time.perf_counter(), 0.0
 
     def inputs(self, batch: Decoded) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -463,6 +462,7 @@ class ExtractionRun:
             self.finished = []
 
     def finish(self) -> None:
+        """Write the last finished clips and wait for them."""
         self.write()
         self.writer.flush()
 
