@@ -3,12 +3,13 @@
 Each shard size runs in a fresh process (so its peak RSS is its own): N short clips (16 kHz WAV)
 through the full pipeline into a feature store, with a cheap model of HuBERT base's depth
 (13 layers of 256 dims, a third of its width; random weights, a small convolutional front end,
-so that 20,000 clips run in minutes on a CPU) or the log-mel baseline, and mean+std pooling
-(the most statistics). Reported: the extraction process's peak RSS, its RSS before extraction (model
+so that 20,000 clips run in minutes on a CPU), the log-mel baseline, or ``frames``, a stand-in
+that returns random frames of HuBERT base's shape (13 layers, 768 dims) at no cost, so that only
+the extraction loop's own memory shows; mean+std pooling (the most statistics). Reported: the extraction process's peak RSS, its RSS before extraction (model
 loaded), and the largest peak RSS of its DataLoader workers. Flat in N means memory is bounded
 by the batch, not the shard.
 
-    python bench/extract_memory.py [--clips 1000 10000 20000] [--model hubert256|logmel]
+    python bench/extract_memory.py [--clips 1000 10000 20000] [--model hubert256|logmel|frames]
                                    [--pooling mean+std] [--seconds 0.1] [--workers 2]
 """
 
@@ -33,7 +34,31 @@ MODELS = {
                                    "intermediate_size": 512, "conv_dim": [32] * 7,
                                    "num_conv_pos_embeddings": 16}},
     "logmel": {"family": "logmel"},
+    "frames": None,  # RandomFrames below
 }
+
+
+class RandomFrames:
+    """A stand-in for an encoder of HuBERT base's shape and no cost: 13 layers of 768-dim random
+    frames (one per 320 samples), so that only the extraction loop's own memory shows."""
+
+    pads_exactly, prepares_on_device = False, True
+    sample_rate, min_samples, n_layers = 16000, 400, 13
+
+    def prepare(self, waves: list) -> dict:
+        import torch
+
+        return {"waves": torch.stack(waves)}
+
+    def to(self, device) -> "RandomFrames":
+        return self
+
+    def __call__(self, batch: dict, lengths):
+        import torch
+
+        frames = lengths // 320
+        shape = (len(lengths), int(batch["waves"].shape[1]) // 320, 768)
+        return [torch.randn(shape) for _ in range(self.n_layers)], frames
 
 
 def current_rss_mb() -> float:
@@ -57,7 +82,8 @@ def child(args: argparse.Namespace) -> None:
     paths = sorted(folder.glob("clip*.wav"))[: args.child]
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
-    encoder = load_encoder(fetch(args.model, MODELS[args.model], folder / "models"))
+    encoder = (RandomFrames() if args.model == "frames" else
+               load_encoder(fetch(args.model, MODELS[args.model], folder / "models")))
     before = current_rss_mb()
     start = time.perf_counter()
     extract(clips, encoder, folder / f"store{args.child}.h5", attrs={},
