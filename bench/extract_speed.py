@@ -253,7 +253,7 @@ def main() -> None:
               f"fill {fills[m]:.2f}  peak {memory[m].peak_mb:8.0f} {unit}")
     a, b, c = (times[m][0] for m in "abc")
     print(f"c/a = {a / c:.2f}   c/b = {b / c:.2f}")
-    speed = {m: f"{audio / times[m][0]:.0f}" for m in "abc"}
+    speed = {m: f"{audio / times[m][0]:.3g}" for m in "abc"}
     print(f"\n| {args.model} | {args.lengths} | {device} | {args.precision} | {speed['a']} | "
           f"{speed['b']} | {speed['c']} | {a / c:.2f} | {b / c:.2f} | {fills['b']:.2f} / "
           f"{fills['c']:.2f} | {memory['b'].peak_mb:.0f} / {memory['c'].peak_mb:.0f} {unit} | "
