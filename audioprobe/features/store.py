@@ -6,8 +6,8 @@ Layout of ``results/features/{dataset}/{model}.h5``:
   (transformers) or the only layer (log-mel)
 - ``clip_id``, ``label``, ``split``, ``group``: strings per clip; ``fold``: int per clip (0: none)
 - ``duration``: seconds per clip; ``padded``: clip was shorter than the model's minimum input
-- attributes: dataset, model, model_id, revision, family, sample_rate, pooling, n_layers,
-  classes, protocol, audioprobe_version, config_hash, complete
+- attributes: dataset, model, model_id, revision, family, sample_rate, pooling, precision,
+  n_layers, classes, protocol, audioprobe_version, config_hash, complete
 
 A store is written to a temporary name and renamed when complete, so an interrupted job never
 leaves a file that looks complete.
