@@ -5,9 +5,9 @@ through the full pipeline into a feature store, with a cheap model of HuBERT bas
 (13 layers of 256 dims, a third of its width; random weights, a small convolutional front end,
 so that 20,000 clips run in minutes on a CPU), the log-mel baseline, or ``frames``, a stand-in
 that returns random frames of HuBERT base's shape (13 layers, 768 dims) at no cost, so that only
-the extraction loop's own memory shows; mean+std pooling (the most statistics). Reported: the extraction process's peak RSS, its RSS before extraction (model
-loaded), and the largest peak RSS of its DataLoader workers. Flat in N means memory is bounded
-by the batch, not the shard.
+the extraction loop's own memory shows; mean+std pooling (the most statistics). Reported: the
+extraction process's peak RSS, its RSS before extraction (model loaded), and the largest peak
+RSS of its DataLoader workers. Flat in N means memory is bounded by the batch, not the shard.
 
     python bench/extract_memory.py [--clips 1000 10000 20000] [--model hubert256|logmel|frames]
                                    [--pooling mean+std] [--seconds 0.1] [--workers 2]
@@ -132,7 +132,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     print(f"\n{args.model}, {args.pooling} pooling, {args.seconds} s clips, batch "
           f"{args.batch_size}, {args.workers} workers")
-    print("| clips | peak RSS (MB) | RSS before extraction (MB) | worker peak RSS (MB) | time (s) |")
+    print("| clips | peak RSS (MB) | RSS before extraction (MB) | worker peak RSS (MB) "
+          "| time (s) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['clips']:,} | {r['peak_mb']:.0f} | {r['before_mb']:.0f} | "
