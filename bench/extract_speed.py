@@ -1,24 +1,37 @@
-"""Extraction speed: a naive loop versus the bare model versus the full pipeline.
+"""Extraction speed: the seed study's loop versus the bare model versus the full pipeline.
 
-On the same clips (ESC-50-like: 5 s, 44.1 kHz WAV files) and a HuBERT-base-sized model with
-random weights:
+On the same clips and a HuBERT-base-shaped model with random weights (``--model base``; ``small``
+is narrower and shallower, for CPUs), three modes, each under the same ``--precision`` (fp32 is
+IEEE fp32 on a GPU too) and each warmed up first on a few of the clips:
 
-(a) naive loop as in the original study: batch size 1, fp32, decode + resample + forward, last
-    layer only;
-(b) bare model forward on pre-decoded 16 kHz tensors at the pipeline's batch size, every layer
-    pooled on the device;
-(c) the full pipeline from files to a feature store (decoding in DataLoader workers).
+(a) the seed study's loop: batch size 1, decode + resample + forward, last layer only;
+(b) the bare model: pre-decoded, pre-resampled inputs (prepared before timing) in the batches
+    the pipeline forms, every layer pooled on the device;
+(c) the full pipeline from files to a feature store (decoding and resampling in DataLoader
+    workers, planning from file headers included).
 
-    python bench/extract_speed.py [--clips 32] [--batch-size 16] [--device cpu|cuda]
-                                  [--workers 1] [--dtype fp32|bf16|fp16]
-                                  [--resample auto|workers|device]
+Lengths (``--lengths``): ``fixed`` (ESC-50-like: 5 s, 44.1 kHz WAV), ``librispeech``
+(utterances: normal, mean 12.3 s, sd 3.9 s, clipped to 2-20 s; 16 kHz) or ``icbhi``
+(respiratory cycles: log-normal, median 2.5 s, clipped to 0.2-8 s; 44.1 kHz). Clips are drawn
+until each mode has ``--audio-seconds`` of audio (default 20,000 on a GPU, 300 on a CPU).
+
+Reported per mode: clips/s, audio-s/s, mean batch fill (rows per forward / batch size), peak
+memory (the process's RSS on a CPU, sampled; torch.cuda.max_memory_allocated on a GPU), and the
+DataLoader workers and CPUs; then a markdown row for the README's benchmark table.
+
+    python bench/extract_speed.py [--model small|base] [--lengths fixed|librispeech|icbhi]
+        [--audio-seconds S] [--batch-size 16] [--device cpu|cuda] [--workers N]
+        [--threads 2] [--precision fp32|tf32|bf16|fp16] [--resample auto|workers|device]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +42,41 @@ import torchaudio.functional as AF
 from audioprobe import manifest
 from audioprobe.features.checkpoints import fetch
 from audioprobe.features.encoders import load_encoder
-from audioprobe.features.extract import extract, pool_stats
+from audioprobe.features.extract import (Item, encoder_inputs, extract, full_precision,
+                                         make_batches, precision_mode, window_stats)
 
-SECONDS, FILE_RATE = 5.0, 44100
+MODELS = {
+    "base": {"model_type": "hubert"},  # transformers' defaults: HuBERT base
+    "small": {"model_type": "hubert", "hidden_size": 384, "num_hidden_layers": 4,
+              "num_attention_heads": 6, "intermediate_size": 1536, "conv_dim": [256] * 7},
+}
+LENGTHS = {"fixed": 44100, "librispeech": 16000, "icbhi": 44100}  # file sample rates
+MODEL_RATE = 16000
 
 
-def make_clips(folder: Path, n: int) -> list[Path]:
-    rng = np.random.default_rng(0)
+def draw_seconds(kind: str, total: float, rng: np.random.Generator) -> list[float]:
+    """Clip durations drawn like the named collection until they add up to ``total`` seconds."""
+    seconds: list[float] = []
+    while sum(seconds) < total:
+        if kind == "fixed":
+            seconds.append(5.0)
+        elif kind == "librispeech":
+            seconds.append(float(np.clip(rng.normal(12.3, 3.9), 2.0, 20.0)))
+        else:
+            seconds.append(float(np.clip(rng.lognormal(np.log(2.5), 0.5), 0.2, 8.0)))
+    return seconds
+
+
+def make_clips(folder: Path, n: int = 0, kind: str = "fixed", total: float = 0.0,
+               seed: int = 0) -> list[Path]:
+    """WAV files of noise: ``n`` fixed-length clips, or clips of ``kind`` up to ``total`` s."""
+    rng = np.random.default_rng(seed)
+    rate = LENGTHS[kind]
+    seconds = [5.0] * n if n else draw_seconds(kind, total, rng)
     paths = []
-    for i in range(n):
-        path = folder / f"clip{i:04d}.wav"
-        sf.write(path, 0.1 * rng.standard_normal(int(SECONDS * FILE_RATE)), FILE_RATE,
-                 subtype="PCM_16")
+    for i, s in enumerate(seconds):
+        path = folder / f"clip{i:05d}.wav"
+        sf.write(path, 0.1 * rng.standard_normal(int(s * rate)), rate, subtype="PCM_16")
         paths.append(path)
     return paths
 
@@ -50,78 +86,178 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def naive(paths: list[Path], encoder, device: torch.device) -> float:
-    start = time.perf_counter()
-    with torch.inference_mode():
+class PeakMemory:
+    """Peak memory during a block: torch.cuda.max_memory_allocated on a GPU, else this process's
+    RSS sampled every 10 ms."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak_mb, self._stop = device, 0.0, threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, rss_mb())
+            self._stop.wait(0.01)
+
+    @contextmanager
+    def watch(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            yield
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            return
+        sampler = threading.Thread(target=self._sample, daemon=True)
+        sampler.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            sampler.join()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Counting:
+    """An encoder that counts its forwards and their rows (for the mean batch fill)."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder, self.forwards, self.rows = encoder, 0, 0
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "encoder":
+            raise AttributeError(name)
+        return getattr(self.encoder, name)
+
+    def to(self, device: torch.device) -> "Counting":
+        self.encoder.to(device)
+        return self
+
+    def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
+        self.forwards += 1
+        self.rows += len(lengths)
+        return self.encoder(batch, lengths)
+
+
+def seed_loop(paths: list[Path], encoder, device: torch.device, precision: str) -> int:
+    """(a): one clip at a time, decoded, resampled and run alone; the last layer's mean."""
+    with precision_mode(precision, device), torch.inference_mode():
         for path in paths:
             data, sr = sf.read(path, dtype="float32")
-            wave = AF.resample(torch.from_numpy(data), sr, 16000)[None].to(device)
-            encoder.model(wave).last_hidden_state.mean(1).cpu()
+            wave = AF.resample(torch.from_numpy(data), sr, MODEL_RATE)[None].to(device)
+            encoder.model(wave).last_hidden_state.mean(1).float().cpu()
     sync(device)
-    return time.perf_counter() - start
+    return len(paths)
 
 
-def bare(paths: list[Path], encoder, device: torch.device, batch_size: int, dtype) -> float:
-    waves = [AF.resample(torch.from_numpy(sf.read(p, dtype="float32")[0]), FILE_RATE, 16000)
-             for p in paths]
-    batches = [encoder.prepare(waves[i:i + batch_size]) for i in range(0, len(waves), batch_size)]
-    lengths = torch.full((batch_size,), waves[0].numel(), device=device)
+def bare_batches(paths: list[Path], encoder, batch_size: int) -> list[tuple[dict, torch.Tensor]]:
+    """(b)'s inputs: decoded, resampled and prepared before timing, in the pipeline's batches."""
+    waves = [AF.resample(torch.from_numpy(sf.read(p, dtype="float32")[0]), sf.info(p).samplerate,
+                         MODEL_RATE) for p in paths]
+    items = [Item(i, 0, len(w), max(len(w), encoder.min_samples)) for i, w in enumerate(waves)]
+    batches = []
+    for batch in make_batches(items, batch_size, encoder.pads_exactly):
+        inputs, lengths = encoder_inputs(encoder, [waves[it.clip] for it in batch], batch)
+        pin = torch.cuda.is_available()
+        batches.append(({k: v.pin_memory() if pin else v for k, v in inputs.items()},
+                        lengths.pin_memory() if pin else lengths))
+    return batches
+
+
+def bare(batches: list[tuple[dict, torch.Tensor]], encoder, device: torch.device,
+         precision: str) -> int:
+    """(b): the model and every layer's pooling statistics on the device, nothing else."""
+    with precision_mode(precision, device):
+        for inputs, lengths in batches:
+            inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+            layers, frames = encoder(inputs, lengths.to(device, non_blocking=True))
+            with full_precision(device):
+                window_stats(layers, frames, "mean")
     sync(device)
-    start = time.perf_counter()
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            layers, frames = encoder(batch, lengths[: len(batch["input_values"])])
-            [s.cpu() for s in pool_stats(layers, frames)]
-    sync(device)
-    return time.perf_counter() - start
+    return sum(len(lengths) for _, lengths in batches)
 
 
-def pipeline(paths: list[Path], encoder, out: Path, batch_size: int, workers: int,
-             device: str, precision: str, resample: str) -> float:
+def pipeline(paths: list[Path], encoder, out: Path, args: argparse.Namespace) -> int:
+    """(c): files to a feature store."""
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
-    start = time.perf_counter()
-    extract(clips, encoder, out, attrs={}, batch_size=batch_size, num_workers=workers,
-            device=device, precision=precision, resample=resample)
-    return time.perf_counter() - start
+    extract(clips, encoder, out, attrs={}, batch_size=args.batch_size, num_workers=args.workers,
+            device=args.device, precision=args.precision, resample=args.resample)
+    out.unlink()
+    return len(paths)
+
+
+def timed(run, memory: PeakMemory) -> tuple[float, int]:
+    with memory.watch():
+        start = time.perf_counter()
+        clips = run()
+        elapsed = time.perf_counter() - start
+    return elapsed, clips
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--model", choices=sorted(MODELS), default="base")
+    parser.add_argument("--lengths", choices=sorted(LENGTHS), default="fixed")
+    parser.add_argument("--audio-seconds", type=float,
+                        help="audio per mode (default: 20000 on a GPU, 300 on a CPU)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--resample", choices=["auto", "workers", "device"], default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    total = args.audio_seconds or (20000.0 if device.type == "cuda" else 300.0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = make_clips(tmp, args.clips)
-        card = fetch("hubert_base_random", {"family": "transformers",
-                                            "architecture": {"model_type": "hubert"},
-                                            "random_weights": True}, tmp / "models")
-        encoder = load_encoder(card).to(device)
-        naive(paths[:2], encoder, device)  # warm-up
-        times = {
-            "a naive loop (bs 1, fp32, last layer)": naive(paths, encoder, device),
-            f"b bare forward (bs {args.batch_size}, {args.dtype}, all layers)":
-                bare(paths, encoder, device, args.batch_size, dtype),
-            f"c full pipeline (files -> store, {args.dtype}, resample {args.resample})":
-                pipeline(paths, encoder, tmp / "store.h5", args.batch_size, args.workers,
-                         args.device, args.dtype, args.resample),
-        }
-    audio = args.clips * SECONDS
-    print(f"{args.clips} clips of {SECONDS:.0f} s, HuBERT-base size, device {device}")
-    for name, seconds in times.items():
-        print(f"{name:62s} {args.clips / seconds:8.2f} clips/s {audio / seconds:9.1f} audio-s/s")
-    a, b, c = times.values()
+        (tmp / "clips").mkdir()
+        (tmp / "warm").mkdir()
+        paths = make_clips(tmp / "clips", kind=args.lengths, total=total)
+        warm = make_clips(tmp / "warm", kind=args.lengths, total=min(total / 20, 60.0), seed=1)
+        audio = sum(sf.info(p).duration for p in paths)
+        spec = {"family": "transformers", "architecture": MODELS[args.model],
+                "random_weights": True}
+        encoder = Counting(load_encoder(fetch(f"hubert_{args.model}", spec, tmp / "models")))
+        encoder.to(device)
+        memory = {m: PeakMemory(device) for m in "abc"}
+        fills = {"a": 1.0}
+        seed_loop(warm, encoder, device, args.precision)
+        times = {"a": timed(lambda: seed_loop(paths, encoder, device, args.precision),
+                            memory["a"])}
+        batches = bare_batches(paths, encoder, args.batch_size)
+        bare(bare_batches(warm, encoder, args.batch_size), encoder, device, args.precision)
+        encoder.forwards = encoder.rows = 0
+        times["b"] = timed(lambda: bare(batches, encoder, device, args.precision), memory["b"])
+        fills["b"] = encoder.rows / (encoder.forwards * args.batch_size)
+        del batches
+        pipeline(warm, encoder, tmp / "warm.h5", args)
+        encoder.forwards = encoder.rows = 0
+        times["c"] = timed(lambda: pipeline(paths, encoder, tmp / "store.h5", args),
+                           memory["c"])
+        fills["c"] = encoder.rows / (encoder.forwards * args.batch_size)
+    cpus = len(os.sched_getaffinity(0))
+    name = {"a": "a seed loop (bs 1, last layer)", "b": f"b bare model (bs {args.batch_size})",
+            "c": f"c pipeline ({args.workers} workers, resample {args.resample})"}
+    unit = "MB GPU" if device.type == "cuda" else "MB RSS"
+    print(f"{len(paths)} clips, {audio:.0f} s of audio ({args.lengths}), HuBERT {args.model} "
+          f"shape, random weights, {device}, {args.precision}; {cpus} CPUs, torch threads "
+          f"{args.threads}, {args.workers} workers")
+    for m, (seconds, clips) in times.items():
+        print(f"{name[m]:44s} {clips / seconds:8.2f} clips/s {audio / seconds:9.1f} audio-s/s "
+              f"fill {fills[m]:.2f}  peak {memory[m].peak_mb:8.0f} {unit}")
+    a, b, c = (times[m][0] for m in "abc")
     print(f"c/a = {a / c:.2f}   c/b = {b / c:.2f}")
+    speed = {m: f"{audio / times[m][0]:.3g}" for m in "abc"}
+    print(f"\n| {args.model} | {args.lengths} | {device} | {args.precision} | {speed['a']} | "
+          f"{speed['b']} | {speed['c']} | {a / c:.2f} | {b / c:.2f} | {fills['b']:.2f} / "
+          f"{fills['c']:.2f} | {memory['b'].peak_mb:.0f} / {memory['c'].peak_mb:.0f} {unit} | "
+          f"{args.workers} / {cpus} |")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""Effect of bf16 and fp16 autocast (``extraction.precision``) on the stored features.
+"""Effect of tf32, bf16 and fp16 (``extraction.precision``) on the stored features.
 
-The same clips (ESC-50-like: 5 s, 44.1 kHz) go through the full pipeline in fp32, bf16 and
-fp16 with a HuBERT-base-sized model: random weights, or a transformers checkpoint (a hub id in
-the cache, or a local folder) with ``--checkpoint``. For every layer, the relative error of each
-clip's pooled vector against fp32, ||x - x_fp32|| / ||x_fp32||, and its cosine similarity are
-summarised over clips (median and worst).
+The same clips (ESC-50-like: 5 s, 44.1 kHz) go through the full pipeline in IEEE fp32 (the
+reference) and in each other precision with a HuBERT-base-sized model: random weights, or a
+transformers checkpoint (a hub id in the cache, or a local folder) with ``--checkpoint``. For
+every layer, the relative error of each clip's pooled vector against fp32,
+||x - x_fp32|| / ||x_fp32||, and its cosine similarity are summarised over clips (median and
+worst). tf32 exists on NVIDIA GPUs only (Ampere and later): run with ``--device cuda``; on a
+CPU it computes IEEE fp32, so its error there is zero.
 
     python bench/precision_effect.py [--device cpu|cuda] [--clips 16] [--checkpoint ID|DIR]
+                                     [--precisions tf32 bf16 fp16]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", help="transformers hub id or folder (default: random)")
+    parser.add_argument("--precisions", nargs="+", choices=["tf32", "bf16", "fp16"],
+                        default=["tf32", "bf16", "fp16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     spec = ({"family": "transformers", "checkpoint": args.checkpoint} if args.checkpoint else
@@ -53,7 +58,7 @@ def main() -> None:
         reference = features(paths, encoder, tmp / "fp32.h5", args.device, "fp32")
         print(f"{args.clips} clips, {args.checkpoint or 'HuBERT-base size, random weights'}, "
               f"device {args.device}")
-        for precision in ("bf16", "fp16"):
+        for precision in args.precisions:
             x = features(paths, encoder, tmp / f"{precision}.h5", args.device, precision)
             error = np.linalg.norm(x - reference, axis=-1) / np.linalg.norm(reference, axis=-1)
             cosine = (x * reference).sum(-1) / (np.linalg.norm(x, axis=-1)

@@ -102,6 +102,13 @@ def stored_extraction_settings():
     }
 
 
+def extract_threads(wildcards):
+    """CPUs of an extraction job (extraction.cpus): enough decoding workers to feed a GPU for
+    neural encoders, a small allocation for the CPU-only log-mel baseline."""
+    cpus = config["extraction"]["cpus"]
+    return cpus["gpu"] if model_needs_gpu(wildcards) else cpus["cpu"]
+
+
 def shard_count(dataset):
     """Number of extraction shards of a dataset, known once its manifest exists."""
     manifest_csv = checkpoints.manifest.get(dataset=dataset).output.manifest

@@ -26,7 +26,7 @@ rule extract_shard:
         "benchmarks/extract_shard/{dataset}/{model}/{shard}.tsv"
     conda:
         "../envs/audioprobe.yaml"
-    threads: 2
+    threads: extract_threads
     resources:
         gpu=model_needs_gpu,
         mem_mb=8000,

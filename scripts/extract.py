@@ -17,14 +17,20 @@ from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 
 to_file(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+stored = snakemake.params.stored
+# runtime settings: not params, so that changing them re-extracts nothing
+runtime = snakemake.config["extraction"]
+# The job's CPUs (extraction.cpus): DataLoader workers decode and resample; on a GPU the rest
+# run the main process, on a CPU the model takes them all (the workers mostly wait on it).
+workers = runtime["num_workers"]
+if workers == "auto":
+    workers = max(1, snakemake.threads - 1)
+on_gpu = runtime["device"] != "cpu" and torch.cuda.is_available()
+torch.set_num_threads(max(1, snakemake.threads - workers) if on_gpu else snakemake.threads)
 card = read_card(snakemake.input.card)
 everything = manifest.read(snakemake.input.manifest)
 first = int(snakemake.wildcards.shard) * snakemake.params.shard_size
 clips = everything.iloc[first : first + snakemake.params.shard_size].reset_index(drop=True)
-stored = snakemake.params.stored
-# runtime settings: not params, so that changing them re-extracts nothing
-runtime = snakemake.config["extraction"]
 encoder = load_encoder(card)
 rejected = extract(
     clips,
@@ -43,7 +49,7 @@ rejected = extract(
     },
     batch_size=runtime["batch_size"],
     pooling=snakemake.params.pooling,
-    num_workers=runtime["num_workers"],
+    num_workers=workers,
     device=runtime["device"],
     bad_audio=stored["bad_audio"],
     max_seconds=stored["max_seconds"],

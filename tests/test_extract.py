@@ -12,9 +12,11 @@ import torch
 
 from audioprobe import manifest
 from audioprobe.errors import AudioError
+from audioprobe.features import audio
 from audioprobe.features.checkpoints import fetch
 from audioprobe.features.encoders import LogMelEncoder, load_encoder
-from audioprobe.features.extract import Item, extract, make_batches
+from audioprobe.features.extract import (Item, PoolingAccumulator, extract, make_batches,
+                                         precision_mode, window_stats)
 from audioprobe.features.store import open_store
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -196,3 +198,122 @@ def test_windowed_clip_pools_every_frame_of_every_window(family, pooling, tmp_pa
                       for lo in (0, 16000, 32000)]
         assert not np.allclose(features[:, 0], torch.stack(per_window).mean(0).numpy(),
                                rtol=1e-4, atol=1e-4)
+
+
+def direct_pooling(path: Path, encoder, max_seconds: float, pooling: str) -> np.ndarray:
+    """Pooled features of one clip computed directly: each window alone through the encoder,
+    the frames of all windows pooled together in float64."""
+    data, sr = sf.read(path, dtype="float32", always_2d=True)
+    wave = torch.from_numpy(data.mean(axis=1))
+    resample = audio.Resampler(encoder.sample_rate)
+    window = int(max_seconds * sr)
+    frames = []
+    for lo in range(0, len(wave), window):
+        part = resample(wave[lo:lo + window], sr)
+        part = torch.nn.functional.pad(part, (0, max(0, encoder.min_samples - len(part))))
+        layers, n = encoder(encoder.prepare([part]), torch.tensor([len(part)]))
+        frames.append(torch.stack(layers)[:, 0, : int(n[0])].double().numpy())
+    x = np.concatenate(frames, axis=1)  # (layers, frames, dim)
+    if pooling == "max":
+        return x.max(1)
+    if pooling == "mean":
+        return x.mean(1)
+    return np.concatenate([x.mean(1), x.std(1)], axis=-1)
+
+
+class OffsetLogMel(LogMelEncoder):
+    """Log-mel frames plus 1000: means near 1000, spread of a few units."""
+
+    def __call__(self, batch, lengths):
+        layers, frames = super().__call__(batch, lengths)
+        return [layer + 1000.0 for layer in layers], frames
+
+
+@pytest.mark.parametrize("pooling", ["mean", "mean+std", "max"])
+def test_features_equal_a_direct_computation(pooling, tmp_path):
+    """Windowed clips whose windows fall into different batches, several chunks of finished
+    clips, and a rejected clip: every kept clip's features equal the direct computation."""
+    paths = [write(tmp_path / f"c{i}.wav", s, sr=sr, seed=i) for i, (s, sr) in
+             enumerate([(1.3, 16000), (3.5, 22050), (0.7, 8000), (2.2, 44100), (1.0, 16000),
+                        (0.2, 16000)])]
+    (tmp_path / "bad.wav").write_text("not audio")
+    encoder = LogMelEncoder()
+    features, meta, rejected = run(clips_frame([*paths, tmp_path / "bad.wav"]), encoder,
+                                   tmp_path / "s.h5", pooling=pooling, batch_size=3,
+                                   max_seconds=1.0, chunk_clips=2)
+    assert list(rejected["clip_id"]) == ["bad"]
+    assert list(meta["clip_id"]) == [p.stem for p in paths]
+    for i, path in enumerate(paths):
+        expected = direct_pooling(path, encoder, 1.0, pooling)
+        np.testing.assert_allclose(features[:, i], expected, rtol=2e-6, atol=2e-6)
+
+
+def test_std_is_exact_when_the_mean_dwarfs_the_spread(tmp_path):
+    """Sums of squares about each window's mean, in float64: a float32 sum of squares would
+    lose the std of features with a large mean to cancellation."""
+    path = write(tmp_path / "c.wav", 2.5, seed=3)
+    encoder = OffsetLogMel()
+    features, _, _ = run(clips_frame([path]), encoder, tmp_path / "s.h5", pooling="mean+std",
+                         max_seconds=1.0)
+    expected = direct_pooling(path, encoder, 1.0, "mean+std")
+    np.testing.assert_allclose(features[:, 0], expected, rtol=2e-6, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the loop's host-device "
+                    "synchronisation is only observable on a GPU")
+@pytest.mark.parametrize("resample", ["workers", "device"])
+def test_loop_does_not_synchronise_per_batch_on_cuda(resample, tmp_path):
+    """Under sync debug mode "error", any blocking copy or implicit synchronisation of the loop
+    raises; the loop waits for the device only per chunk of finished clips (an event)."""
+    paths = [write(tmp_path / f"c{i}.wav", s, sr=sr, seed=i) for i, (s, sr) in
+             enumerate([(1.3, 16000), (3.5, 22050), (0.7, 8000), (2.2, 44100), (1.0, 16000)])]
+    clips = clips_frame(paths)
+    expected, _, _ = run(clips, LogMelEncoder(), tmp_path / "cpu.h5", device="cpu",
+                         pooling="mean+std", max_seconds=1.0)
+    encoder = LogMelEncoder().to(torch.device("cuda"))  # moving the model blocks, once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        extract(clips, encoder, tmp_path / "gpu.h5", attrs={}, num_workers=1,
+                device="cuda", pooling="mean+std", max_seconds=1.0, batch_size=2,
+                chunk_clips=2, resample=resample)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    store = open_store(tmp_path / "gpu.h5")
+    np.testing.assert_allclose(store.layer(0), expected[0], rtol=1e-4, atol=1e-4)
+
+
+def test_precision_is_recorded_and_global_settings_restored(tmp_path):
+    before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    for precision, fp32 in [("fp32", "ieee"), ("tf32", "tf32")]:
+        with precision_mode(precision, torch.device("cpu")):
+            assert torch.backends.cuda.matmul.fp32_precision == fp32
+            assert torch.backends.cudnn.conv.fp32_precision == fp32
+    clips = clips_frame([write(tmp_path / "c.wav", 1.0)])
+    ieee, _, _ = run(clips, LogMelEncoder(), tmp_path / "fp32.h5")
+    tf32, _, _ = run(clips, LogMelEncoder(), tmp_path / "tf32.h5", precision="tf32")
+    assert open_store(tmp_path / "fp32.h5").attrs["precision"] == "fp32"
+    # a CPU has no TF32: it computes, and records, IEEE fp32
+    assert open_store(tmp_path / "tf32.h5").attrs["precision"] == "fp32"
+    np.testing.assert_array_equal(tf32, ieee)
+    after = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    assert after == before
+
+
+def test_accumulator_memory_follows_the_clips_in_flight():
+    """Slots of released clips are reused: 1,000 clips through batches of 8, released every 16
+    finished clips, never need more than the first 64 slots."""
+    accumulator = PoolingAccumulator("mean+std", torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    finished = []
+    for first in range(0, 1000, 8):
+        clips = list(range(first, first + 8))
+        layers = [torch.from_numpy(rng.standard_normal((8, 5, 3)).astype(np.float32))]
+        frames = torch.full((8,), 5)
+        accumulator.add(clips, window_stats(layers, frames, "mean+std"), frames, set())
+        finished += clips
+        if len(finished) >= 16:
+            pooled = accumulator.release(finished)
+            expected = torch.cat([layers[0].mean(1), layers[0].std(1, correction=0)], -1)
+            torch.testing.assert_close(pooled[0, -8:], expected, rtol=1e-5, atol=1e-6)
+            finished = []
+    assert accumulator.count.numel() == 64

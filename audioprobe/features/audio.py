@@ -79,5 +79,6 @@ class Resampler:
         if rate == self.rate:
             return wave
         if rate not in self.kernels:
-            self.kernels[rate] = T.Resample(rate, self.rate).to(self.device)
+            # a copy that does not wait: the loop must not block on the device per new rate
+            self.kernels[rate] = T.Resample(rate, self.rate).to(self.device, non_blocking=True)
         return self.kernels[rate](wave)

@@ -1,6 +1,7 @@
-"""Extraction: decode clips in DataLoader workers, resample them there or on the device, run the
-encoder in batches on the device, pool every layer on the device in the same pass, and write the
-feature store.
+"""Extraction: decode clips in DataLoader workers, resample them there (or on the device), run
+the encoder in batches on the device, sum every layer's pooling statistics per clip on the device
+in the same pass, and write finished clips to the feature store in chunks: the loop waits for the
+device once per chunk, and its memory follows the clips in flight, not the shard.
 
 Batches are length-sorted and padded to their longest window: every encoder is exact on
 padded batches (a clip's features do not depend on what it is batched with), so batches are
@@ -9,9 +10,12 @@ full whatever the lengths.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -89,6 +93,7 @@ class Decoded:
         """Page-locked tensors, for fast non-blocking copies to the GPU (DataLoader calls it)."""
         pin = lambda t: t.pin_memory()  # noqa: E731
         return replace(self, inputs=self.inputs and {k: pin(v) for k, v in self.inputs.items()},
+                       lengths=None if self.lengths is None else pin(self.lengths),
                        waves=[pin(w) for w in self.waves])
 
 
@@ -132,119 +137,274 @@ class BatchDecoder(Dataset):
         return batch
 
 
-def pool_stats(layers: list[torch.Tensor], frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Masked per-clip sum, sum of squares and max of every layer: each (layers, batch, dim)."""
+# Statistics each pooling needs, per clip and layer (``window_stats``, ``PoolingAccumulator``).
+POOLING_STATS = {"mean": ("total",), "mean+std": ("total", "squares"), "max": ("peak",)}
+
+
+@contextmanager
+def precision_mode(precision: str, device: torch.device) -> Iterator[None]:
+    """Arithmetic of the encoder for the whole loop, entered once (leaving autocast drops its
+    cache of weights cast to half precision).
+
+    fp32: IEEE fp32 matmuls and convolutions on a GPU too (cuDNN defaults to TF32 convolutions);
+    tf32: TF32 tensor-core matmuls and convolutions on a GPU (a CPU computes IEEE fp32);
+    bf16/fp16: autocast. The process-wide settings are restored on exit.
+    """
+    fp32 = "tf32" if precision == "tf32" else "ieee"
+    saved = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    torch.backends.cuda.matmul.fp32_precision = fp32
+    torch.backends.cudnn.conv.fp32_precision = fp32
+    try:
+        with torch.autocast(device.type, dtype=AUTOCAST.get(precision),
+                            enabled=precision in AUTOCAST):
+            yield
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved
+
+
+def full_precision(device: torch.device) -> torch.autocast:
+    """Autocast off inside ``precision_mode``: resampling and pooling always run in fp32."""
+    return torch.autocast(device.type, enabled=False)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
+    """Serve allocations of ``nbytes`` or more with mmap, given back to the system when freed
+    (glibc; elsewhere nothing). By default glibc raises that threshold to the largest block freed
+    so far, so the tensors a CPU extraction frees after every batch land in the heap and
+    fragment it: peak RSS then grows with the number of clips (bench/extract_memory.py's
+    stand-in: 1,395 MB at 10,000 clips against 788 MB with the threshold fixed)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, nbytes)
+
+
+def to_device(values: list[int], device: torch.device) -> torch.Tensor:
+    """A list of ints as a long tensor on ``device``, copied from pinned memory without blocking."""
+    tensor = torch.tensor(values, dtype=torch.long)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def window_stats(layers: list[torch.Tensor], frames: torch.Tensor,
+                 pooling: str) -> dict[str, torch.Tensor]:
+    """Statistics of each batch row's valid frames for every layer, (layers, batch, dim) each.
+
+    total: sum; squares: sum of squares about the row's own mean plus total**2 / frames; peak:
+    max. Only what ``pooling`` needs (POOLING_STATS). For mean+std both are float64, from
+    deviations about the row's mean summed in float32: summed over a clip's windows,
+    squares / n - mean**2 is then the variance, without the cancellation a float32 sum of
+    squares (or of totals across windows) suffers when a feature's mean is large against its
+    spread (tests/test_extract.py measures it). Mean pooling sums in float32.
+    """
     stacked = torch.stack(layers).float()  # (L, B, T, D)
-    mask = (torch.arange(stacked.shape[2], device=stacked.device)[None, :]
-            < frames.to(stacked.device)[:, None])[None, :, :, None]
-    masked = stacked * mask
-    total = masked.sum(2)
-    squares = (masked * stacked).sum(2)
-    peak = stacked.masked_fill(~mask, -torch.inf).amax(2)
-    return total, squares, peak
-
-
-def pooled(total: np.ndarray, squares: np.ndarray, peak: np.ndarray, count: np.ndarray,
-           pooling: str) -> np.ndarray:
-    """Turn accumulated statistics into pooled vectors (layers, clips, dim')."""
-    mean = total / count[None, :, None]
-    if pooling == "mean":
-        return mean
+    valid = (torch.arange(stacked.shape[2], device=stacked.device)[None, :]
+             < frames.to(stacked.device)[:, None])[None, :, :, None]
     if pooling == "max":
-        return peak
-    std = np.sqrt(np.maximum(squares / count[None, :, None] - mean**2, 0.0))
-    return np.concatenate([mean, std], axis=-1)
+        return {"peak": stacked.masked_fill(~valid, -torch.inf).amax(2)}
+    total = (stacked * valid).sum(2)
+    if pooling == "mean":
+        return {"total": total}
+    n = frames.to(stacked.device).clamp(min=1)[None, :, None]
+    mean = total / n
+    centred = (stacked - mean[:, :, None]) * valid
+    residual = centred.sum(2).double()  # what float32 rounding left out of the mean
+    total = mean.double() * n + residual
+    squares = centred.square().sum(2).double() - residual.square() / n + total.square() / n
+    return {"total": total, "squares": squares}
+
+
+class PoolingAccumulator:
+    """Pooling statistics of the clips in flight, on the device, one slot per clip.
+
+    A clip's windows may fall into different batches (long clips are windowed; batches are
+    length-sorted): ``add`` sums each batch's ``window_stats`` into the clips' slots
+    (``index_add_``; ``scatter_reduce_`` amax for max pooling), ``release`` turns the slots of
+    finished clips into pooled vectors and frees them, so memory follows the clips in flight,
+    not the shard. Slot 0 absorbs the windows of clips already rejected.
+    """
+
+    def __init__(self, pooling: str, device: torch.device) -> None:
+        self.pooling, self.device = pooling, device
+        self.stats: dict[str, torch.Tensor] = {}
+        self.count = torch.zeros(0, dtype=torch.float64, device=device)
+        self.slot: dict[int, int] = {}
+        self.free: list[int] = []
+
+    def _grow(self, like: dict[str, torch.Tensor]) -> None:
+        """Double the slots (one at first: the discard slot)."""
+        old = self.count.numel()
+        more = max(old, 64)
+        for name, value in like.items():
+            blank = torch.full((value.shape[0], more, value.shape[2]),
+                               -torch.inf if name == "peak" else 0.0,
+                               dtype=value.dtype, device=self.device)
+            self.stats[name] = torch.cat([self.stats[name], blank], 1) if old else blank
+        self.count = torch.cat([self.count, self.count.new_zeros(more)])
+        self.free.extend(range(old + more - 1, max(old, 1) - 1, -1))
+
+    def _slots(self, clips: list[int], discard: set[int],
+               like: dict[str, torch.Tensor]) -> list[int]:
+        slots = []
+        for clip in clips:
+            if clip in discard:
+                slots.append(0)
+                continue
+            if clip not in self.slot:
+                if not self.free:
+                    self._grow(like)
+                self.slot[clip] = self.free.pop()
+            slots.append(self.slot[clip])
+        return slots
+
+    def add(self, clips: list[int], stats: dict[str, torch.Tensor], frames: torch.Tensor,
+            discard: set[int]) -> None:
+        """Add the statistics of one batch's rows (row i belongs to ``clips[i]``)."""
+        if not self.stats:
+            self._grow(stats)
+        index = to_device(self._slots(clips, discard, stats), self.device)
+        for name, value in stats.items():
+            if name == "peak":
+                self.stats[name].scatter_reduce_(1, index[None, :, None].expand_as(value), value,
+                                                 "amax")
+            else:
+                self.stats[name].index_add_(1, index, value)
+        self.count.index_add_(0, index, frames.to(self.count))
+
+    def _reset(self, slots: list[int]) -> None:
+        index = to_device(slots, self.device)
+        for name, value in self.stats.items():
+            value.index_fill_(1, index, -torch.inf if name == "peak" else 0.0)
+        self.count.index_fill_(0, index, 0.0)
+        self.free.extend(slots)
+
+    def drop(self, clip: int) -> None:
+        """Forget a clip's statistics (it was rejected after some of its windows were added)."""
+        if clip in self.slot:
+            self._reset([self.slot.pop(clip)])
+
+    def release(self, clips: list[int]) -> torch.Tensor:
+        """Pooled vectors (layers, len(clips), dim') of finished clips, float32 on the device;
+        their slots are freed."""
+        slots = [self.slot.pop(clip) for clip in clips]
+        index = to_device(slots, self.device)
+        n = self.count[index][None, :, None]
+        if self.pooling == "max":
+            out = self.stats["peak"][:, index]
+        else:
+            mean = self.stats["total"][:, index] / n
+            out = mean
+            if self.pooling == "mean+std":
+                var = self.stats["squares"][:, index] / n - mean.square()
+                out = torch.cat([mean, var.clamp(min=0).sqrt()], -1)
+        out = out.float()
+        self._reset(slots)
+        return out
+
+
+class ChunkWriter:
+    """Writes the pooled vectors of finished clips into the partial store, a chunk at a time.
+
+    A chunk's copy to the host starts without blocking when it is handed over and is waited for
+    (the loop's one synchronisation with the device) when the next chunk comes or at the end,
+    so the device keeps working meanwhile. The store's ``features`` has one HDF5 chunk per clip,
+    so clips finishing out of order are each written once.
+    """
+
+    def __init__(self, f: h5py.File, n_clips: int) -> None:
+        self.f, self.n_clips = f, n_clips
+        self.written = np.zeros(n_clips, dtype=bool)
+        self.pending: tuple[list[int], torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def put(self, clips: list[int], pooled: torch.Tensor) -> None:
+        if "features" not in self.f:
+            layers, _, dim = pooled.shape
+            self.f.create_dataset("features", (layers, self.n_clips, dim), "float32",
+                                  chunks=(layers, 1, dim))
+        cuda = pooled.device.type == "cuda"
+        host = torch.empty(pooled.shape, dtype=torch.float32, pin_memory=cuda)
+        host.copy_(pooled, non_blocking=cuda)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        self.flush()
+        self.pending = (clips, host, event)
+
+    def flush(self) -> None:
+        """Write the chunk whose copy is under way, once it has arrived."""
+        if self.pending is None:
+            return
+        clips, host, event = self.pending
+        if event is not None:
+            event.synchronize()
+        order = np.argsort(clips)
+        rows = np.asarray(clips)[order]
+        self.f["features"][:, rows] = host.numpy()[:, order]
+        self.written[rows] = True
+        self.pending = None
 
 
 def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size: int = 16,
             pooling: str = "mean", num_workers: int = 2, device: str = "auto",
             bad_audio: str = "skip", max_seconds: float = 30.0,
             max_clip_seconds: float = audio.MAX_CLIP_SECONDS,
-            precision: str = "fp32", resample: str = "auto") -> pd.DataFrame:
+            precision: str = "fp32", resample: str = "auto", chunk_clips: int = 256
+            ) -> pd.DataFrame:
     """Extract pooled features of every layer for ``clips`` into the store ``out``.
 
     Clips longer than ``max_seconds`` are processed in windows of that length (at most the
     encoder's own ``max_seconds``) and pooled across them; clips longer than
-    ``max_clip_seconds`` are rejected. ``precision`` "bf16" or "fp16" runs the encoder under autocast; pooling stays in fp32.
-    ``resample`` "workers" resamples (and prepares the encoder's inputs) in the DataLoader
-    workers, "device" on the device, "auto" on a GPU when the encoder prepares its inputs with
-    torch operations (``prepares_on_device``), otherwise in the workers.
+    ``max_clip_seconds`` are rejected. ``precision`` (``precision_mode``): "fp32" (IEEE),
+    "tf32" (GPU tensor cores), "bf16" or "fp16" (autocast); resampling and pooling always run in
+    fp32. ``resample`` "workers" (or "auto") resamples and prepares the encoder's inputs in the
+    DataLoader workers; "device" does both on the device, for models whose preparation is made
+    of torch operations (``prepares_on_device``). Finished clips go to the store in chunks of
+    ``chunk_clips``.
 
     Returns the rejected clips (clip_id, path, reason); with ``bad_audio="fail"`` the first
     unusable clip raises AudioError instead.
     """
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    if precision == "tf32" and dev.type != "cuda":
+        log.info("precision tf32 on %s: computed in IEEE fp32", dev)
+        precision = "fp32"
     encoder.to(dev)
-    if precision == "fp32":  # fp32 convolutions on the GPU too, not cuDNN's default TF32
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-    on_device = resample == "device" or (resample == "auto" and dev.type == "cuda"
-                                         and encoder.prepares_on_device)
-    resampler = audio.Resampler(encoder.sample_rate, dev)
+    fixed_mmap_threshold()
+    on_device = resample == "device" and encoder.prepares_on_device
     # Models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length.
     max_seconds = min(max_seconds, getattr(encoder, "max_seconds", math.inf))
     items, rejects, durations, padded = plan_items(
         clips, encoder.sample_rate, encoder.min_samples, max_seconds, max_clip_seconds)
     _check_rejects(rejects, clips, bad_audio)
     batches = make_batches(items, batch_size)
-    windows = np.bincount([it.clip for it in items], minlength=len(clips))
     loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device),
                         batch_size=None, num_workers=num_workers, pin_memory=dev.type == "cuda",
                         prefetch_factor=4 if num_workers else None)
     partial = out.with_name(out.name + ".partial")
-    n = len(clips)
-    acc = None
-    count = np.zeros(n)
-    seen = np.zeros(n, dtype=int)
-    started, audio_seconds = time.perf_counter(), 0.0
+    remaining = np.bincount([it.clip for it in items], minlength=len(clips))
     bar = tqdm(total=len(items), unit="win", desc=f"extract {out.stem}", mininterval=2)
-    with h5py.File(partial, "w") as f:
+    with h5py.File(partial, "w") as f, precision_mode(precision, dev):
+        run = ExtractionRun(encoder, dev, pooling, on_device, ChunkWriter(f, len(clips)),
+                            rejects, clips, bad_audio, remaining, chunk_clips)
         for batch in loader:
-            for clip, reason in batch.rejects.items():
-                rejects.setdefault(clip, reason)
-            _check_rejects(batch.rejects, clips, bad_audio)
-            kept = batch.kept
-            bar.update(len(kept) + len(batch.rejects))
-            if not kept:
-                continue
-            if on_device:
-                waves = [resampler(w.to(dev, non_blocking=True), r)
-                         for w, r in zip(batch.waves, batch.rates)]
-                inputs, lengths = encoder_inputs(encoder, waves, kept)
-            else:
-                inputs, lengths = batch.inputs, batch.lengths
-            inputs = {k: v.to(dev, non_blocking=True) for k, v in inputs.items()}
-            with torch.autocast(dev.type, dtype=AUTOCAST.get(precision),
-                                enabled=precision in AUTOCAST):
-                layers, frames = encoder(inputs, lengths.to(dev))
-            stats = [s.double().cpu().numpy() for s in pool_stats(layers, frames)]
-            if acc is None:
-                n_layers, _, dim = stats[0].shape
-                acc = [np.zeros((n_layers, n, dim)), np.zeros((n_layers, n, dim)),
-                       np.full((n_layers, n, dim), -np.inf)]
-                out_dim = dim * (2 if pooling == "mean+std" else 1)
-                f.create_dataset("features", (n_layers, n, out_dim), "float32",
-                                 chunks=(1, min(n, 1024), out_dim))
-            idx = np.array([it.clip for it in kept])
-            np.add.at(acc[0], (slice(None), idx), stats[0])
-            np.add.at(acc[1], (slice(None), idx), stats[1])
-            np.maximum.at(acc[2], (slice(None), idx), stats[2])
-            np.add.at(count, idx, frames.cpu().numpy())
-            np.add.at(seen, idx, 1)
-            audio_seconds += float(lengths.sum()) / encoder.sample_rate
-            elapsed = time.perf_counter() - started
-            bar.set_postfix(clips_s=f"{bar.n / elapsed:.1f}", audio_s_s=f"{audio_seconds / elapsed:.0f}")
-        bar.close()
-        keep = (seen == windows) & (windows > 0)
-        keep[list(rejects)] = False
-        if acc is not None and keep.any():
-            sel = np.flatnonzero(keep)
-            f["features"][:, sel] = pooled(acc[0][:, sel], acc[1][:, sel], acc[2][:, sel],
-                                           count[sel], pooling).astype(np.float32)
-    elapsed = time.perf_counter() - started
+            run.step(batch)
+            bar.update(len(batch.kept) + len(batch.rejects))
+            elapsed = time.perf_counter() - run.started
+            bar.set_postfix(clips_s=f"{bar.n / elapsed:.1f}",
+                            audio_s_s=f"{run.audio_seconds / elapsed:.0f}", refresh=False)
+        run.finish()
+    bar.close()
+    keep = run.writer.written
+    keep[list(rejects)] = False
+    elapsed = time.perf_counter() - run.started
     log.info("extracted %d clips (%.0f s of audio) in %.1f s: %.1f clips/s, %.0f audio-s/s; "
-             "%d rejected", int(keep.sum()), audio_seconds, elapsed, keep.sum() / elapsed,
-             audio_seconds / elapsed, len(rejects))
+             "%d rejected", int(keep.sum()), run.audio_seconds, elapsed, keep.sum() / elapsed,
+             run.audio_seconds / elapsed, len(rejects))
     meta = clips.assign(duration=durations, padded=padded)
     finalize(partial, out, keep, meta, attrs | {"pooling": pooling, "n_layers": encoder.n_layers,
                                                 "sample_rate": encoder.sample_rate,
@@ -256,6 +416,71 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size:
          for i, r in sorted(rejects.items())],
         columns=["clip_id", "path", "reason"],
     )
+
+
+class ExtractionRun:
+    """The loop's state: encoder on the device, pooling accumulator, windows still to come per
+    clip, finished clips waiting for the next chunk, and the store writer."""
+
+    def __init__(self, encoder, dev: torch.device, pooling: str, on_device: bool,
+                 writer: ChunkWriter, rejects: dict[int, str], clips: pd.DataFrame,
+                 bad_audio: str, remaining: np.ndarray, chunk_clips: int) -> None:
+        self.encoder, self.dev, self.on_device = encoder, dev, on_device
+        self.pooling, self.writer = pooling, writer
+        self.rejects, self.clips, self.bad_audio = rejects, clips, bad_audio
+        self.remaining, self.chunk_clips = remaining, chunk_clips
+        self.accumulator = PoolingAccumulator(pooling, dev)
+        self.resampler = audio.Resampler(encoder.sample_rate, dev)
+        self.finished: list[int] = []
+        self.started, self.audio_seconds = time.perf_counter(), 0.0
+
+    def inputs(self, batch: Decoded) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The encoder's inputs and the clips' lengths on the device, copied without blocking."""
+        if self.on_device:
+            with full_precision(self.dev):
+                waves = [self.resampler(w.to(self.dev, non_blocking=True), r)
+                         for w, r in zip(batch.waves, batch.rates)]
+                inputs, lengths = encoder_inputs(self.encoder, waves, batch.kept)
+            if self.dev.type == "cuda":
+                lengths = lengths.pin_memory()
+        else:
+            inputs, lengths = batch.inputs, batch.lengths
+        self.audio_seconds += float(lengths.sum()) / self.encoder.sample_rate
+        return ({k: v.to(self.dev, non_blocking=True) for k, v in inputs.items()},
+                lengths.to(self.dev, non_blocking=True))
+
+    def step(self, batch: Decoded) -> None:
+        """Run one batch through the encoder and add its pooling statistics."""
+        for clip, reason in batch.rejects.items():
+            self.rejects.setdefault(clip, reason)
+            self.accumulator.drop(clip)
+        _check_rejects(batch.rejects, self.clips, self.bad_audio)
+        if not batch.kept:
+            return
+        inputs, lengths = self.inputs(batch)
+        layers, frames = self.encoder(inputs, lengths)
+        with full_precision(self.dev):
+            stats = window_stats(layers, frames, self.pooling)
+        del layers
+        clips = [it.clip for it in batch.kept]
+        self.accumulator.add(clips, stats, frames, set(self.rejects))
+        for clip in clips:
+            self.remaining[clip] -= 1
+            if self.remaining[clip] == 0 and clip not in self.rejects:
+                self.finished.append(clip)
+        if len(self.finished) >= self.chunk_clips:
+            self.write()
+
+    def write(self) -> None:
+        """Hand the finished clips' pooled vectors to the writer."""
+        if self.finished:
+            self.writer.put(self.finished, self.accumulator.release(self.finished))
+            self.finished = []
+
+    def finish(self) -> None:
+        """Write the last finished clips and wait for them."""
+        self.write()
+        self.writer.flush()
 
 
 def _check_rejects(rejects: dict[int, str], clips: pd.DataFrame, bad_audio: str) -> None:

@@ -72,19 +72,28 @@ def _write_meta(dst: h5py.File, meta: pd.DataFrame, attrs: dict) -> None:
     dst.attrs["complete"] = True
 
 
+CHUNK_CLIPS = 512  # clips per HDF5 chunk of ``features`` (one layer each)
+
+
 def _features(dst: h5py.File, n_layers: int, n: int, dim: int) -> h5py.Dataset:
     return dst.create_dataset("features", (n_layers, n, dim), "float32",
-                              chunks=(1, min(max(n, 1), 4096), dim))
+                              chunks=(1, min(max(n, 1), CHUNK_CLIPS), dim))
 
 
 def finalize(partial: Path, out: Path, keep: np.ndarray, meta: pd.DataFrame, attrs: dict) -> None:
-    """Copy the kept rows of a partial store into ``out`` with metadata, then mark it complete."""
+    """Copy the kept rows of a partial store into ``out`` with metadata, then mark it complete.
+
+    Rows are copied a chunk of clips (all layers) at a time, so memory does not grow with the
+    number of clips."""
     tmp = out.with_name(out.name + ".tmp")
+    kept = np.flatnonzero(keep)
     with h5py.File(partial, "r") as src, h5py.File(tmp, "w") as dst:
         n_layers, _, dim = src["features"].shape
-        features = _features(dst, n_layers, int(keep.sum()), dim)
-        for layer in range(n_layers):
-            features[layer] = src["features"][layer][keep]
+        features = _features(dst, n_layers, len(kept), dim)
+        for lo in range(0, len(kept), CHUNK_CLIPS):
+            rows = kept[lo:lo + CHUNK_CLIPS]
+            block = src["features"][:, rows[0]:rows[-1] + 1]
+            features[:, lo:lo + len(rows)] = block[:, rows - rows[0]]
         _write_meta(dst, meta[keep].reset_index(drop=True), attrs)
     os.replace(tmp, out)
     partial.unlink()
