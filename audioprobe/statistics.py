@@ -63,6 +63,8 @@ def bootstrap(point: float, samples: np.ndarray, confidence: float = CONFIDENCE)
     share of samples on either side of 0, counting the observed data as one sample."""
     samples = np.asarray(samples, dtype=float)
     samples = samples[np.isfinite(samples)]
+    if len(samples) == 0:  # the metric is undefined on every resample (e.g. top-5 of 5 classes)
+        return Estimate(float(point), np.nan, np.nan, np.nan)
     low, high = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2])
     side = min((samples <= 0).sum(), (samples >= 0).sum())
     p = min(1.0, 2 * (side + 1) / (len(samples) + 1))

@@ -219,3 +219,10 @@ def test_a_prediction_of_a_clip_missing_from_the_manifest_is_named():
     groups = {"d": pd.Series(["g0", "g1", "g2"], index=["c0", "c1", "c2"])}
     with pytest.raises(ValueError, match="test clip 'c3' of the predictions is not in"):
         summarize(runs, predictions={("d", "m", "linear"): table}, groups=groups)
+
+
+def test_bootstrap_of_a_metric_undefined_on_every_resample_is_nan():
+    """Top-5 accuracy of a task with 5 classes or fewer is NaN on every resample: the interval is
+    NaN too, not an error that stops the summary of every other dataset."""
+    estimate = statistics.bootstrap(np.nan, np.full(100, np.nan))
+    assert np.isnan(estimate.low) and np.isnan(estimate.high) and np.isnan(estimate.p_value)
