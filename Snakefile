@@ -20,6 +20,7 @@ localrules:
     download_dataset,
     fetch_model,
     summary,
+    comparisons,
 
 
 rule all:

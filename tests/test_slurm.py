@@ -33,7 +33,7 @@ from tests.conftest import copy_workflow as copy_repo_workflow
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 import cluster as slurm  # noqa: E402  (tests/slurm/cluster.py)
 
-LOCALRULES = {"all", "demo_dataset", "download_dataset", "fetch_model", "summary"}
+LOCALRULES = {"all", "demo_dataset", "download_dataset", "fetch_model", "summary", "comparisons"}
 ACCOUNT = "audioprobe"
 TEST_BUDGET = 1200  # seconds for both workflow runs and the rerun together; CI allows 90 minutes
 MODELS = yaml.safe_load((REPO / "config.yaml").read_text())["models"]
