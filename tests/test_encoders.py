@@ -19,8 +19,7 @@ import torch
 import torchaudio
 
 from audioprobe.errors import AudioprobeError
-from audioprobe.features.families import fetch
-from audioprobe.features.families import load_encoder
+from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.families.logmel import LogMelEncoder
 from tests.test_extract import clips_frame, run, write
 

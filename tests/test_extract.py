@@ -13,8 +13,7 @@ import torch
 from audioprobe import manifest
 from audioprobe.errors import AudioError
 from audioprobe.features import audio
-from audioprobe.features.families import fetch
-from audioprobe.features.families import load_encoder
+from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.families.logmel import LogMelEncoder
 from audioprobe.features.extract import (Item, PoolingAccumulator, extract, make_batches,
                                          precision_mode, window_stats)
