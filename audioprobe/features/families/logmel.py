@@ -25,10 +25,12 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
 
 
 def load(card: dict) -> LogMelEncoder:
+    """The log-mel front end of the card's settings."""
     return LogMelEncoder(card.get("sample_rate", 16000), card.get("n_mels", 64))
 
 
 def layer_names(n_layers: int) -> list[str]:
+    """The log-mel frames, the only layer."""
     return ["log-mel"]
 
 

@@ -26,15 +26,18 @@ baseline = False
 
 
 def needs_gpu(spec: dict) -> bool:
+    """CNN14 extracts on a GPU."""
     return True
 
 
 def load(card: dict) -> PannsEncoder:
+    """CNN14 with the checkpoint's weights or seeded random ones."""
     return PannsEncoder(card["sample_rate"], card.get("path"), card.get("random_weights", False),
                         card.get("seed", 0), card.get("classes_num", 527))
 
 
 def layer_names(n_layers: int) -> list[str]:
+    """Conv blocks 1-6, then the embedding."""
     return [*(f"conv block {k}" for k in range(1, n_layers)), "embedding"]
 
 

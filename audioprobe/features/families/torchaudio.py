@@ -18,15 +18,18 @@ baseline = False
 
 
 def needs_gpu(spec: dict) -> bool:
+    """Bundles extract on a GPU."""
     return True
 
 
 def load(card: dict) -> TorchaudioEncoder:
+    """The bundle's model, with the fetched weights or seeded random ones."""
     return TorchaudioEncoder(card["bundle"], card.get("path"), card.get("random_weights", False),
                              card.get("architecture"), card.get("seed", 0))
 
 
 def layer_names(n_layers: int) -> list[str]:
+    """One layer per transformer block (no input embedding)."""
     return [f"block {k}" for k in range(1, n_layers + 1)]
 
 

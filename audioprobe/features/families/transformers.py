@@ -29,10 +29,12 @@ baseline = False
 
 
 def needs_gpu(spec: dict) -> bool:
+    """Transformer encoders extract on a GPU."""
     return True
 
 
 def load(card: dict) -> TransformersEncoder | WhisperEncoder | ASTEncoder:
+    """Whisper's encoder, AST, or a waveform encoder, by the card's model type."""
     from transformers import AutoConfig
 
     model_type = card.get("model_type") or AutoConfig.from_pretrained(card["path"]).model_type
@@ -42,6 +44,7 @@ def load(card: dict) -> TransformersEncoder | WhisperEncoder | ASTEncoder:
 
 
 def layer_names(n_layers: int) -> list[str]:
+    """The input embedding, then one layer per transformer block."""
     return ["input embedding", *(f"block {k}" for k in range(1, n_layers))]
 
 
