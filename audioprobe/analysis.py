@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix
 
+from audioprobe.features.families import is_baseline
 from audioprobe.features.store import Store
 from audioprobe.results import Run, read_manifest
 from audioprobe.tables import ALL_LAYERS
@@ -151,7 +152,7 @@ def with_headline(summary: pd.DataFrame) -> pd.DataFrame:
 def model_role(run: Run, model: str) -> str:
     """"baseline" (log-mel), "control" (random weights) or "" for a pretrained model."""
     card = run.cards.get(model) or run.config["models"].get(model, {})
-    if card.get("family") == "logmel":
+    if is_baseline(card):
         return "baseline"
     return "control" if card.get("random_weights") else ""
 
@@ -428,8 +429,9 @@ def dataset_table(run: Run) -> pd.DataFrame:
 
 
 def parameter_count(card: dict) -> int | None:
-    """Parameters of a model from its safetensors headers (0 for log-mel; None if unknown)."""
-    if card["family"] == "logmel":
+    """Parameters of a model from its safetensors headers (0 for a weight-free baseline; None if
+    unknown)."""
+    if is_baseline(card):
         return 0
     files = sorted(Path(card.get("path", "")).glob("*.safetensors")) if card.get("path") else []
     if not files:
@@ -454,7 +456,7 @@ def model_table(run: Run) -> pd.DataFrame:
             "family": card["family"],
             "checkpoint": card["model_id"],
             "revision": str(card["revision"]),
-            "weights": ("none (baseline)" if card["family"] == "logmel" else
+            "weights": ("none (baseline)" if is_baseline(card) else
                         "random (control)" if card.get("random_weights") else "pretrained"),
             "parameters": "–" if count is None else f"{count:,}",
             "layers": int(attrs["n_layers"]),

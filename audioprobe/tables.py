@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from audioprobe import statistics
+from audioprobe.features.families import is_baseline
 from audioprobe.probes.metrics import scores_from_counts
 
 SCORES = ["accuracy", "macro_f1", "balanced_accuracy", "top5_accuracy", "sensitivity",
@@ -182,7 +183,7 @@ def comparison_pairs(summary: pd.DataFrame, models: dict[str, dict]) -> list[tup
     source = lambda s: (s.get("family"), s.get("checkpoint"), s.get("bundle"))  # noqa: E731
     pairs = []
     for a in present:
-        if spec[a].get("random_weights") or spec[a].get("family") == "logmel":
+        if spec[a].get("random_weights") or is_baseline(spec[a]):
             continue
         for b in present:
             if (spec[b].get("random_weights") and source(spec[b]) == source(spec[a])
@@ -190,7 +191,7 @@ def comparison_pairs(summary: pd.DataFrame, models: dict[str, dict]) -> list[tup
                 pairs.append((a, b, RELATIONS[0]))
     for a in present:
         for b in present:
-            if spec[b].get("family") == "logmel" and spec[a].get("family") != "logmel":
+            if is_baseline(spec[b]) and not is_baseline(spec[a]):
                 pairs.append((a, b, RELATIONS[1]))
     metric = summary["headline_metric"].iloc[0]
     best = summary.loc[summary[f"{metric}_mean"].idxmax(), "model"]

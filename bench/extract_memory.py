@@ -73,8 +73,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from audioprobe import manifest
-    from audioprobe.features.checkpoints import fetch
-    from audioprobe.features.encoders import load_encoder
+    from audioprobe.features.families import fetch, load_encoder
     from audioprobe.features.extract import extract
 
     torch.set_num_threads(args.threads)

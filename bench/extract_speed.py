@@ -40,8 +40,7 @@ import torch
 import torchaudio.functional as AF
 
 from audioprobe import manifest
-from audioprobe.features.checkpoints import fetch
-from audioprobe.features.encoders import load_encoder
+from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.extract import (Item, encoder_inputs, extract, full_precision,
                                          make_batches, precision_mode, window_stats)
 

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from audioprobe import manifest
-from audioprobe.features.checkpoints import fetch
-from audioprobe.features.encoders import load_encoder
+from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
 from extract_speed import make_clips

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
 from audioprobe.datasets import check_options
 from audioprobe.errors import OptionError
+from audioprobe.features.families import needs_gpu
 
 
 def validate_config():
@@ -84,9 +85,8 @@ def dataset_root_input(wildcards):
 
 
 def model_needs_gpu(wildcards):
-    """Neural encoders run on the GPU; the log-mel baseline does not."""
-    family = lookup(dpath=f"models/{wildcards.model}/family", within=config)
-    return 0 if family == "logmel" else 1
+    """Whether the model's family extracts on a GPU (neural encoders) or not (log-mel)."""
+    return int(needs_gpu(lookup(dpath=f"models/{wildcards.model}", within=config)))
 
 
 def stored_extraction_settings():

@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from audioprobe import __version__, manifest
-from audioprobe.features.encoders import load_encoder, normalizes_waveform, read_card
+from audioprobe.features.families import load_encoder, normalizes_waveform, read_card
 from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 

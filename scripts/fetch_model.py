@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from audioprobe.features.checkpoints import fetch
+from audioprobe.features.families import fetch
 from audioprobe.joblog import to_file
 
 to_file(snakemake.log[0])

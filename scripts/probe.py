@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-from audioprobe.features.encoders import read_card
+from audioprobe.features.families import read_card
 from audioprobe.features.store import open_store
 from audioprobe.joblog import to_file
 from audioprobe.probes.label import extraction_settings

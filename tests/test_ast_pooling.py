@@ -11,8 +11,8 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 
 from audioprobe import manifest
-from audioprobe.features.checkpoints import fetch
-from audioprobe.features.encoders import ASTEncoder, load_encoder, normalizes_waveform
+from audioprobe.features.families import fetch, load_encoder, normalizes_waveform
+from audioprobe.features.families.transformers import ASTEncoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
 

@@ -19,8 +19,8 @@ import torch
 import torchaudio
 
 from audioprobe.errors import AudioprobeError
-from audioprobe.features.checkpoints import fetch
-from audioprobe.features.encoders import LogMelEncoder, load_encoder
+from audioprobe.features.families import fetch, load_encoder
+from audioprobe.features.families.logmel import LogMelEncoder
 from tests.test_extract import clips_frame, run, write
 
 ATOL = 1e-5

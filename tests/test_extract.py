@@ -13,8 +13,8 @@ import torch
 from audioprobe import manifest
 from audioprobe.errors import AudioError
 from audioprobe.features import audio
-from audioprobe.features.checkpoints import fetch
-from audioprobe.features.encoders import LogMelEncoder, load_encoder
+from audioprobe.features.families import fetch, load_encoder
+from audioprobe.features.families.logmel import LogMelEncoder
 from audioprobe.features.extract import (Item, PoolingAccumulator, extract, make_batches,
                                          precision_mode, window_stats)
 from audioprobe.features.store import open_store

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from audioprobe import manifest
-from audioprobe.features.encoders import load_encoder
+from audioprobe.features.families import load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
 from audioprobe.probes.label import _predict, extraction_settings, features, label

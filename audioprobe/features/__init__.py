@@ -1,1 +1,2 @@
-"""Feature extraction: audio decoding, encoders, pooling of every layer, and the HDF5 store."""
+"""Feature extraction: audio decoding, model families and their encoders, pooling of every layer,
+and the HDF5 store."""

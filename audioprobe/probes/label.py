@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from audioprobe import manifest
-from audioprobe.features.encoders import load_encoder
+from audioprobe.features.families import load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
 from audioprobe.tables import ALL_LAYERS

@@ -1,0 +1,155 @@
+"""Model families: one module each, behind one interface (``Family``), found by ``family`` name
+in ``FAMILIES``. Everything else (the fetch_model and extraction scripts, the workflow's GPU
+resources, the tables and the report) asks the registry, never a family module by name.
+
+A family module provides, at module level:
+
+- ``fetch(name, spec, models_dir)``: make the model available locally (on the submit host) and
+  return its card fields: ``model_id``, ``revision`` and, for weights on disk, their ``path``;
+- ``load(card)``: the encoder the card describes (below);
+- ``needs_gpu(spec)``: whether extraction asks for a GPU;
+- ``baseline``: a weight-free baseline (no parameters; every other model is compared with it);
+- ``layer_names(n_layers)``: what each stored layer is;
+- ``batching(card)``: how a padded batch stays exact: ``padded`` (padding masked or zeroed in
+  the model's own submodules), ``fixed`` (fixed-length input, pooled frames cropped to the
+  clip) or ``alone`` (each clip through the model's own forward, frames padded).
+
+To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
+``family``'s enum in config.schema.yaml.
+
+An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
+``n_layers``, optionally ``max_seconds`` (the longest window the model takes whole; extraction
+windows longer clips at the smaller of this and its configured ``max_seconds``), ``prepare``
+(turns waves at the model's rate into the model's inputs, padded to the longest; it is made of
+torch operations that run wherever the waves are when ``prepares_on_device``, so that resampling
+and preparation can move to the GPU; if not, both run in the DataLoader workers) and
+``__call__`` (runs on the device; takes the prepared batch and each clip's length in samples, a
+tensor on the device) returning a list of (batch, frames, dim) tensors, one per layer, and the
+number of valid frames of each clip.
+
+Every encoder is exact on padded batches of mixed lengths: a clip's valid frames are those it
+gets alone. Waveform transformers (HuBERT, wav2vec2, WavLM, data2vec-audio, in transformers or
+torchaudio) run their convolutional front end on the padded batch with group norm over each
+clip's own frames, then their transformer on the padded frames with an attention mask, padded
+frames zeroed before each positional convolution. Log-mel and PANNs pad each clip's end by
+reflection as its own centred STFT does and zero the padded frames before every convolution.
+Whisper and AST always take fixed-length input. Masks are built on the device from the lengths
+tensor.
+
+Importing this package is cheap (the workflow's Snakefile does); a family module, with torch
+and its encoders, is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from audioprobe.errors import AudioprobeError
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILIES = {
+    "logmel": "audioprobe.features.families.logmel",
+    "transformers": "audioprobe.features.families.transformers",
+    "torchaudio": "audioprobe.features.families.torchaudio",
+    "panns": "audioprobe.features.families.panns",
+}
+
+
+class Encoder(Protocol):
+    """A model that turns a padded batch of waveforms into per-frame features of every layer."""
+
+    sample_rate: int
+    min_samples: int
+    n_layers: int
+    prepares_on_device: bool
+
+    def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def to(self, device: torch.device) -> Encoder: ...
+
+    def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor
+                 ) -> tuple[list[torch.Tensor], torch.Tensor]: ...
+
+
+class Family(Protocol):
+    """What a family module provides (see the module docstring)."""
+
+    baseline: bool
+
+    def fetch(self, name: str, spec: dict, models_dir: Path) -> dict: ...
+
+    def load(self, card: dict) -> Encoder: ...
+
+    def needs_gpu(self, spec: dict) -> bool: ...
+
+    def layer_names(self, n_layers: int) -> list[str]: ...
+
+    def batching(self, card: dict) -> str: ...
+
+
+def family(name: str) -> Family:
+    """The module of family ``name``."""
+    if name not in FAMILIES:
+        raise AudioprobeError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name])
+
+
+def fetch(name: str, spec: dict, models_dir: Path) -> dict:
+    """Make model ``name`` available locally and return its card.
+
+    A model card is a small JSON file telling extraction jobs where the weights are and which
+    exact revision they are, so GPU jobs run with the hub offline. Every card carries ``name``,
+    ``family``, ``config_hash``, ``model_id``, ``revision`` (hub commit, ``sha256:`` prefix of a
+    local checkpoint's content, or the hash of the configuration a random-weight model is built
+    from) and, for weights on disk, their ``path`` (hub snapshot folder, local checkpoint folder
+    or file, or the downloaded torchaudio weights).
+    """
+    from audioprobe.features.families.common import config_hash
+
+    try:
+        module = family(spec["family"])
+    except AudioprobeError as error:
+        raise AudioprobeError(f"model {name}: {error}") from None
+    card = {"name": name, "family": spec["family"], "config_hash": config_hash(spec)}
+    return card | module.fetch(name, spec, models_dir)
+
+
+def load_encoder(card: dict) -> Encoder:
+    """Build the encoder a model card (written by the fetch_model rule) describes."""
+    return family(card["family"]).load(card)
+
+
+def needs_gpu(spec: dict) -> bool:
+    """Whether extracting a model of this spec (or card) asks for a GPU."""
+    return family(spec["family"]).needs_gpu(spec)
+
+
+def is_baseline(spec: dict) -> bool:
+    """Whether a model spec (or card) is of a weight-free baseline family."""
+    return spec.get("family") in FAMILIES and family(spec["family"]).baseline
+
+
+def normalizes_waveform(encoder: Encoder) -> bool:
+    """Whether the encoder's input preparation scales each waveform to zero mean and unit
+    variance: the wav2vec2 feature extractor's ``do_normalize`` (e.g. True for wav2vec2 large,
+    False for HuBERT base, pretrained without it) or a torchaudio bundle's
+    ``_normalize_waveform``. False for the rest: log-mel, PANNs, Whisper (its extractor is called
+    without ``do_normalize``) and AST (its extractor normalises the spectrogram, not the wave)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from audioprobe.features.families.torchaudio import TorchaudioEncoder
+
+    if isinstance(encoder, TorchaudioEncoder):
+        return encoder.normalize
+    extractor = getattr(encoder, "extractor", None)
+    return isinstance(extractor, Wav2Vec2FeatureExtractor) and bool(extractor.do_normalize)
+
+
+def read_card(path: str | Path) -> dict:
+    """Read a model card JSON."""
+    return json.loads(Path(path).read_text())

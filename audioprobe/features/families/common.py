@@ -1,0 +1,101 @@
+"""What the model families share: padding masks, the wav2vec2-style convolutional front end
+on padded batches, and the hashes and seed that identify a model's weights in its card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
+RANDOM_SEED = 0
+
+
+
+def config_hash(spec: dict) -> str:
+    """A short, stable hash of a configuration mapping."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def content_hash(path: Path, patterns: tuple[str, ...] = HUB_PATTERNS) -> str:
+    """``sha256:`` and 16 hex digits over a file, or a folder's files matching ``patterns``
+    (names and contents, in name order)."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted({f for p in patterns for f in path.rglob(p) if f.is_file()})
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+
+
+def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(batch, width) mask of each clip's first ``lengths`` positions, on the lengths' device."""
+    return torch.arange(width, device=lengths.device) < lengths[:, None]
+
+
+def reflect_pad(waves: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
+    """Pad each clip of a padded batch (batch, samples) by ``pad`` samples at both ends,
+    reflected at the clip's own ends, as a centred STFT pads a clip alone."""
+    index = torch.arange(-pad, waves.shape[1] + pad, device=waves.device).abs()[None]
+    last = lengths[:, None] - 1
+    index = torch.where(index > last, 2 * last - index, index).clamp(min=0)
+    return waves.gather(1, index)
+
+
+def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` on (batch, channels, frames) with each clip's statistics over its own first
+    ``lengths`` frames (the module itself would count the padding in); two-pass statistics in
+    fp32, as autocast runs group norm."""
+    batch, channels, frames = x.shape
+    x = x.float()
+    pad = ~valid(lengths, frames)[:, None, :]
+    count = lengths.clamp(min=1)[:, None] * (channels // norm.num_groups)
+
+    def group_mean(sums: torch.Tensor) -> torch.Tensor:  # per channel sums -> group means
+        means = sums.view(batch, norm.num_groups, -1).sum(2) / count
+        return means.repeat_interleave(channels // norm.num_groups, dim=1)
+
+    mean = group_mean(x.masked_fill(pad, 0).sum(2))
+    centred = (x - mean[..., None]).masked_fill_(pad, 0)
+    var = group_mean(torch.linalg.vector_norm(centred, dim=2).square())
+    del centred
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        scale = scale * norm.weight
+    shift = -mean * scale + (norm.bias if norm.affine else 0)
+    return torch.addcmul(shift[..., None], x, scale[..., None])
+
+
+def conv_front_end(layers: nn.ModuleList, waves: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A wav2vec2-style convolutional feature encoder (transformers' or torchaudio's layers) on
+    padded waves (batch, samples), group norm (base models) over each clip's own frames.
+    Layer-norm layers normalise each frame and convolutions see no further than their kernel,
+    so a clip's valid frames are its own. Returns (batch, channels, frames), valid frames."""
+    from torchaudio.models.wav2vec2.components import ConvLayerBlock
+
+    x = waves[:, None]
+    for layer in layers:
+        conv, norm = layer.conv, getattr(layer, "layer_norm", None)
+        lengths = torch.div(lengths - conv.kernel_size[0], conv.stride[0],
+                            rounding_mode="floor") + 1
+        if isinstance(norm, nn.GroupNorm):
+            x = getattr(layer, "activation", F.gelu)(masked_group_norm(conv(x), lengths, norm))
+        elif isinstance(layer, ConvLayerBlock):
+            x, _ = layer(x, None)
+        else:
+            x = layer(x)
+    return x, lengths
+

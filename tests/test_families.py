@@ -1,0 +1,76 @@
+"""The family registry: every family module provides the interface, and the registry's answers
+(layer names, batching rule, GPU, baseline) agree with the encoders the families build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from audioprobe.errors import AudioprobeError
+from audioprobe.features import families
+from audioprobe.features.families import family, fetch, is_baseline, load_encoder, needs_gpu
+from tests.conftest import REPO
+from tests.test_encoders import TA_TINY, TRANSFORMERS
+
+SPECS = {
+    "logmel": {"family": "logmel", "n_mels": 16},
+    "hubert": {"family": "transformers", "architecture": TRANSFORMERS["hubert"],
+               "random_weights": True},
+    "wav2vec2-conformer": {"family": "transformers",
+                           "architecture": TRANSFORMERS["wav2vec2-conformer"],
+                           "random_weights": True},
+    "whisper": {"family": "transformers", "architecture": TRANSFORMERS["whisper"],
+                "random_weights": True},
+    "ast": {"family": "transformers", "architecture": TRANSFORMERS["ast"],
+            "random_weights": True},
+    "torchaudio": {"family": "torchaudio", "bundle": "HUBERT_BASE", "architecture": TA_TINY,
+                   "random_weights": True},
+}
+BATCHING = {"logmel": "padded", "hubert": "padded", "wav2vec2-conformer": "alone",
+            "whisper": "fixed", "ast": "fixed", "torchaudio": "padded"}
+LAYERS = {"logmel": ["log-mel"], "hubert": ["input embedding", "block 1", "block 2"],
+          "torchaudio": ["block 1", "block 2"]}
+
+
+def test_every_family_module_provides_the_interface():
+    for name in families.FAMILIES:
+        module = family(name)
+        for attribute in ("fetch", "load", "needs_gpu", "layer_names", "batching"):
+            assert callable(getattr(module, attribute)), (name, attribute)
+        assert isinstance(module.baseline, bool)
+    assert [n for n in families.FAMILIES if family(n).baseline] == ["logmel"]
+    assert [n for n in families.FAMILIES if not needs_gpu({"family": n})] == ["logmel"]
+    assert is_baseline({"family": "logmel"}) and not is_baseline({"family": "panns"})
+    assert not is_baseline({})
+
+
+@pytest.mark.parametrize("model", sorted(SPECS))
+def test_layer_names_and_batching_match_the_encoder(model, tmp_path):
+    card = fetch(model, SPECS[model], tmp_path / "models")
+    assert card["name"] == model and card["family"] == SPECS[model]["family"]
+    module = family(card["family"])
+    assert module.batching(card) == BATCHING[model]
+    encoder = load_encoder(card)
+    names = module.layer_names(encoder.n_layers)
+    assert len(names) == len(set(names)) == encoder.n_layers
+    if model in LAYERS:
+        assert names == LAYERS[model]
+
+
+def test_panns_layer_names():
+    names = family("panns").layer_names(7)
+    assert names == [f"conv block {k}" for k in range(1, 7)] + ["embedding"]
+
+
+def test_unknown_family_is_a_one_line_error(tmp_path):
+    with pytest.raises(AudioprobeError, match=r"^model m: unknown model family 'cnn'; known: "):
+        fetch("m", {"family": "cnn"}, tmp_path)
+
+
+def test_importing_the_registry_does_not_import_torch():
+    code = "import sys, audioprobe.features.families; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False"
