@@ -42,7 +42,7 @@ class RandomFrames:
     """A stand-in for an encoder of HuBERT base's shape and no cost: 13 layers of 768-dim random
     frames (one per 320 samples), so that only the extraction loop's own memory shows."""
 
-    pads_exactly, prepares_on_device = False, True
+    prepares_on_device = True
     sample_rate, min_samples, n_layers = 16000, 400, 13
 
     def prepare(self, waves: list) -> dict:

@@ -158,7 +158,7 @@ def bare_batches(paths: list[Path], encoder, batch_size: int) -> list[tuple[dict
                          MODEL_RATE) for p in paths]
     items = [Item(i, 0, len(w), max(len(w), encoder.min_samples)) for i, w in enumerate(waves)]
     batches = []
-    for batch in make_batches(items, batch_size, encoder.pads_exactly):
+    for batch in make_batches(items, batch_size):
         inputs, lengths = encoder_inputs(encoder, [waves[it.clip] for it in batch], batch)
         pin = torch.cuda.is_available()
         batches.append(({k: v.pin_memory() if pin else v for k, v in inputs.items()},

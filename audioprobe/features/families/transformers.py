@@ -308,7 +308,7 @@ class ASTEncoder:
 
     The feature extractor pads (or truncates) every clip's Kaldi fbank to ``max_length``
     frames (10 ms hop: 1024 frames = 10.24 s), so the model always sees the same input for a
-    clip: ``pads_exactly``. Extraction windows clips at ``max_seconds`` = ``max_length`` x 10 ms
+    clip, alone or in a batch. Extraction windows clips at ``max_seconds`` = ``max_length`` x 10 ms
     so nothing is truncated. Pooling covers the patches over the clip only: the fbank has
     1 + (samples - window) // hop frames of the clip, and a patch column t (frames
     t x time_stride onwards) covers the clip when it starts inside it, so the first
@@ -319,7 +319,6 @@ class ASTEncoder:
     hidden states (layer 0: patch embeddings plus positions).
     """
 
-    pads_exactly = True
     prepares_on_device = False
 
     def __init__(self, folder: str | Path) -> None:
