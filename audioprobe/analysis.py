@@ -16,7 +16,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from audioprobe.datasets import with_defaults
 from audioprobe.features.store import Store
 from audioprobe.results import Run, read_manifest
-from audioprobe.settings import ExtractionSettings
+from audioprobe.settings import ExtractionSettings, probe_spec
 from audioprobe.tables import ALL_LAYERS
 
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
@@ -468,12 +468,12 @@ def probe_table(run: Run) -> pd.DataFrame:
     """One row per probe that ran."""
     rows = []
     for name in run.probes:
-        spec = run.config["probes"][name]
+        spec = probe_spec(run.config["probes"][name])
+        hidden = spec["hidden"] if spec["kind"] == "mlp" else []  # only an mlp has them
         rows.append({
             "probe": name, "kind": spec["kind"],
             "input": "all layers, weighted" if spec["kind"] == "weighted" else "one layer",
-            "hidden layers": (" × ".join(str(h) for h in spec["hidden"])
-                              if spec.get("hidden") else "–"),
+            "hidden layers": " × ".join(str(h) for h in hidden) or "–",
         })
     return pd.DataFrame(rows)
 

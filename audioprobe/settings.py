@@ -64,8 +64,9 @@ class Settings:
 class ExtractionSettings(Settings):
     """How features are extracted (the ``extraction`` section; meanings in the schema).
 
-    pooling, precision, bad_audio, max_seconds and max_clip_seconds change the stored features;
-    the others only how fast the same features come.
+    pooling, precision, bad_audio, max_seconds and max_clip_seconds change the stored features
+    and shard_size how extraction is split (the workflow passes these to extraction jobs as
+    params, so a change re-extracts); the others only change how fast the same features come.
     """
 
     SECTION = "extraction"
