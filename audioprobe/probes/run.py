@@ -111,14 +111,7 @@ def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int
     every (layer, round, seed), and the trained probe of each layer (seed 0, chosen point)."""
     scalers, (xt, xv, xs) = _standardize(features, rnd.train, rnd.train, rnd.valid, rnd.test)
     data = dict(x_train=xt, y_train=y[rnd.train], x_valid=xv, y_valid=y[rnd.valid], x_test=xs)
-    # The grid is searched with seed 0; each further seed repeats every layer's chosen point in
-    # a stack of its own, so a seed sets both initialisation and batch order.
-    search = train(members=[[Member(lr, wd, 0) for lr, wd in grid] for _ in names], **data)
-    chosen = [_choose(search, g * len(grid), len(grid)) for g in range(len(names))]
-    results = [(search, g * len(grid) + c, g, 0) for g, c in enumerate(chosen)]
-    for seed in range(1, n_seeds):
-        repeats = train(members=[[Member(*grid[c], seed)] for c in chosen], **data)
-        results += [(repeats, g, g, seed) for g in range(len(names))]
+    search, chosen, results = _search_and_repeat(train, data, len(names), grid, n_seeds)
     mean = np.stack([s.mean_ for s in scalers])
     scale = np.stack([s.scale_ for s in scalers])
     trained = {}
@@ -141,6 +134,22 @@ def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int
             **scores(y[rnd.test], fit.test_proba[e], classes),
         })
     return rows, test_proba, trained
+
+
+def _search_and_repeat(train: Callable[..., Fit], data: dict, n_groups: int,
+                       grid: list[tuple[float, float]], n_seeds: int
+                       ) -> tuple[Fit, list[int], list[tuple[Fit, int, int, int]]]:
+    """The grid is searched with seed 0; each further seed repeats every group's chosen point in
+    a stack of its own, so a seed sets both initialisation and batch order. Returns the search,
+    each group's chosen grid index, and (fit, member, group, seed) of every run."""
+    search = train(members=[[Member(lr, wd, 0) for lr, wd in grid] for _ in range(n_groups)],
+                   **data)
+    chosen = [_choose(search, g * len(grid), len(grid)) for g in range(n_groups)]
+    results = [(search, g * len(grid) + c, g, 0) for g, c in enumerate(chosen)]
+    for seed in range(1, n_seeds):
+        repeats = train(members=[[Member(*grid[c], seed)] for c in chosen], **data)
+        results += [(repeats, g, g, seed) for g in range(n_groups)]
+    return search, chosen, results
 
 
 def choose_layers(runs: pd.DataFrame) -> dict[int, int]:
