@@ -13,28 +13,29 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix
 
+from audioprobe.datasets import with_defaults
 from audioprobe.features.families import is_baseline
 from audioprobe.features.store import Store
 from audioprobe.results import Run, read_manifest
+from audioprobe.settings import ExtractionSettings, probe_spec
 from audioprobe.tables import ALL_LAYERS
 
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                 "macro_f1": "macro-F1", "icbhi_score": "ICBHI score"}
 
-# Reference task names (report/reference_results.csv) of a dataset adapter and its options.
-# Each function returns None when the reference tables hold no such task definition.
+# Reference task names (report/reference_results.csv) of a dataset adapter and its options (the
+# adapter's defaults filled in). Each function returns None when the reference tables hold no
+# such task definition.
 TASKS = {
-    "esc50": lambda o: {"esc50": "ESC-50", "esc10": "ESC-10"}.get(o.get("subset", "esc50")),
+    "esc50": lambda o: {"esc50": "ESC-50", "esc10": "ESC-10"}.get(o["subset"]),
     "urbansound8k": lambda o: "UrbanSound8K",
     "speechcommands": lambda o: {
         (1, "words"): "Speech Commands v1 (30)", (2, "words"): "Speech Commands v2 (35)",
         (1, "12"): "Speech Commands v1 (12)", (2, "12"): "Speech Commands v2 (12)",
-    }.get((int(o.get("version", 2)), str(o.get("task", "words")))),
-    "nsynth": lambda o: ("NSynth instrument family"
-                         if o.get("label", "instrument_family_str") == "instrument_family_str"
+    }.get((int(o["version"]), str(o["task"]))),
+    "nsynth": lambda o: ("NSynth instrument family" if o["label"] == "instrument_family_str"
                          else None),
-    "icbhi": lambda o: ("ICBHI 2017 cycles (4 classes)" if o.get("task", "cycles") == "cycles"
-                        else None),
+    "icbhi": lambda o: "ICBHI 2017 cycles (4 classes)" if o["task"] == "cycles" else None,
     "librispeech": lambda o: "LibriSpeech speaker ID",
 }
 
@@ -320,7 +321,7 @@ def caveats(run: Run) -> list[str]:
 def reference_task(spec: dict) -> str | None:
     """The reference task name of a dataset spec, or None when no reference covers it."""
     rule = TASKS.get(spec["adapter"])
-    return rule(spec.get("options", {})) if rule else None
+    return rule(with_defaults(spec["adapter"], spec.get("options"))) if rule else None
 
 
 def published(reference: pd.Series) -> str:
@@ -469,12 +470,12 @@ def probe_table(run: Run) -> pd.DataFrame:
     """One row per probe that ran."""
     rows = []
     for name in run.probes:
-        spec = run.config["probes"][name]
+        spec = probe_spec(run.config["probes"][name])
+        hidden = spec["hidden"] if spec["kind"] == "mlp" else []  # only an mlp has them
         rows.append({
             "probe": name, "kind": spec["kind"],
             "input": "all layers, weighted" if spec["kind"] == "weighted" else "one layer",
-            "hidden layers": (" × ".join(str(h) for h in spec["hidden"])
-                              if spec.get("hidden") else "–"),
+            "hidden layers": " × ".join(str(h) for h in hidden) or "–",
         })
     return pd.DataFrame(rows)
 
@@ -617,7 +618,7 @@ def rejected_of(run: Run, dataset: str, model: str) -> pd.DataFrame:
 def audit_table(run: Run, dataset: str) -> pd.DataFrame:
     """Per model: clips in the manifest, kept, padded, processed in windows, rejected."""
     manifest = read_manifest(run.manifests[dataset])
-    max_seconds = run.config.get("extraction", {}).get("max_seconds", 30.0)
+    max_seconds = ExtractionSettings.from_config(run.config.get("extraction")).max_seconds
     rows = []
     for model in run.models:
         meta = run.store(dataset, model).meta

@@ -75,6 +75,7 @@ def child(args: argparse.Namespace) -> None:
     from audioprobe import manifest
     from audioprobe.features.families import fetch, load_encoder
     from audioprobe.features.extract import extract
+    from audioprobe.settings import ExtractionSettings
 
     torch.set_num_threads(args.threads)
     folder = Path(args.folder)
@@ -86,8 +87,9 @@ def child(args: argparse.Namespace) -> None:
     before = current_rss_mb()
     start = time.perf_counter()
     extract(clips, encoder, folder / f"store{args.child}.h5", attrs={},
-            batch_size=args.batch_size, pooling=args.pooling, num_workers=args.workers,
-            device="cpu")
+            settings=ExtractionSettings.from_config(
+                batch_size=args.batch_size, pooling=args.pooling, num_workers=args.workers,
+                device="cpu"))
     elapsed = time.perf_counter() - start
     (folder / f"store{args.child}.h5").unlink()
     print(json.dumps({

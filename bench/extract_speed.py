@@ -43,6 +43,7 @@ from audioprobe import manifest
 from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.extract import (Item, encoder_inputs, extract, full_precision,
                                          make_batches, precision_mode, window_stats)
+from audioprobe.settings import ExtractionSettings
 
 MODELS = {
     "base": {"model_type": "hubert"},  # transformers' defaults: HuBERT base
@@ -183,8 +184,9 @@ def pipeline(paths: list[Path], encoder, out: Path, args: argparse.Namespace) ->
     """(c): files to a feature store."""
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
-    extract(clips, encoder, out, attrs={}, batch_size=args.batch_size, num_workers=args.workers,
-            device=args.device, precision=args.precision, resample=args.resample)
+    extract(clips, encoder, out, attrs={}, settings=ExtractionSettings.from_config(
+        batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+        precision=args.precision, resample=args.resample))
     out.unlink()
     return len(paths)
 

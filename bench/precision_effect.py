@@ -25,14 +25,15 @@ from audioprobe import manifest
 from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
+from audioprobe.settings import ExtractionSettings
 from extract_speed import make_clips
 
 
 def features(paths: list[Path], encoder, out: Path, device: str, precision: str) -> np.ndarray:
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
-    extract(clips, encoder, out, attrs={}, batch_size=8, num_workers=1, device=device,
-            precision=precision)
+    extract(clips, encoder, out, attrs={}, settings=ExtractionSettings.from_config(
+        batch_size=8, num_workers=1, device=device, precision=precision))
     store = open_store(out)
     return np.stack([store.layer(k) for k in range(store.n_layers)]).astype(np.float64)
 

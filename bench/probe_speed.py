@@ -12,23 +12,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
-import yaml
 
 from audioprobe.features.store import open_store
 from audioprobe.probes.run import probe_store
-
-SCHEMA = Path(__file__).resolve().parents[1] / "config.schema.yaml"
-
-
-def default_protocol() -> dict:
-    """The protocol settings a config gets when it names none."""
-    properties = yaml.safe_load(SCHEMA.read_text())["properties"]["protocol"]["properties"]
-    return {name: spec["default"] for name, spec in properties.items()}
+from audioprobe.settings import ProtocolSettings
 
 
 def synthetic_store(path: Path, clips: int = 2000, dim: int = 768, layers: int = 13,
@@ -61,15 +54,16 @@ def main() -> None:
     parser.add_argument("--patience", type=int)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    protocol = default_protocol()
+    # the protocol a config gets when it names none
+    protocol = ProtocolSettings.from_config()
     if args.patience:
-        protocol["patience"] = args.patience
+        protocol = replace(protocol, patience=args.patience)
     print("protocol:", protocol)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(synthetic_store(Path(tmp) / "esc50_like.h5"))
         total = 0.0
         for probe, spec in [("linear", {"kind": "linear"}),
-                            ("mlp", {"kind": "mlp", "hidden": [256, 256]})]:
+                            ("mlp", {"kind": "mlp"})]:
             start = time.perf_counter()
             runs, _, _ = probe_store(store, probe, spec, protocol)
             elapsed = time.perf_counter() - start

@@ -15,6 +15,7 @@ from audioprobe.features.store import open_store
 from audioprobe.joblog import to_file
 from audioprobe.probes.label import extraction_settings
 from audioprobe.probes.run import probe_store
+from audioprobe.settings import ProtocolSettings
 
 to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -23,7 +24,7 @@ runs, predictions, probes = probe_store(
     store,
     snakemake.wildcards.probe,
     snakemake.params.spec,
-    snakemake.params.protocol,
+    ProtocolSettings.from_config(snakemake.params.protocol),
 )
 runs.insert(0, "model", snakemake.wildcards.model)
 runs.insert(0, "dataset", snakemake.wildcards.dataset)

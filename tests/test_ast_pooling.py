@@ -15,6 +15,7 @@ from audioprobe.features.families import fetch, load_encoder, normalizes_wavefor
 from audioprobe.features.families.transformers import ASTEncoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
+from audioprobe.settings import ExtractionSettings
 
 # 200 fbank frames (2 s) x 128 mel bins: 12 frequency rows x 19 time columns of patches
 AST = {"model_type": "audio-spectrogram-transformer", "hidden_size": 32, "num_hidden_layers": 2,
@@ -47,7 +48,8 @@ def test_pooling_covers_the_clip_patches_only(ast, tmp_path):
     sf.write(tmp_path / "short.wav", 0.3 * rng.standard_normal(8000), 16000, subtype="FLOAT")
     clips = manifest.make([{"clip_id": "short", "path": str(tmp_path / "short.wav"),
                             "label": "a", "fold": 1}])
-    extract(clips, ast, tmp_path / "f.h5", attrs={}, num_workers=0, device="cpu")
+    extract(clips, ast, tmp_path / "f.h5", attrs={},
+            settings=ExtractionSettings.from_config(num_workers=0, device="cpu"))
     stored = open_store(tmp_path / "f.h5")
     wave = torch.from_numpy(sf.read(tmp_path / "short.wav", dtype="float32")[0])
     with torch.no_grad():

@@ -4,10 +4,13 @@ line that starts with ``config:`` and names the key, never a Python traceback.""
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 import pytest
 import yaml
 
+from audioprobe import config_docs
+from audioprobe.settings import ExtractionSettings, ProtocolSettings, schema, section
 from tests.conftest import REPO, copy_workflow, snakemake
 
 
@@ -82,3 +85,30 @@ def test_bad_adapter_option_is_named_before_any_job(workflow, options, message):
     config = base()
     config["datasets"]["esc"] = {"adapter": "esc50", "root": "esc", "options": options}
     assert config_error(dry_run_with(workflow, config)) == message
+
+
+def test_every_schema_key_is_described():
+    """Each key of config.schema.yaml says what it does: the README's reference is made from it."""
+    undocumented = [key for key, spec in config_docs.properties(schema()) if not spec.get("description")]
+    assert undocumented == []
+    assert len(list(config_docs.properties(schema()))) > 40
+
+
+def test_readme_configuration_reference_matches_the_schema():
+    """The README's table is the one generated from the schema (python -m audioprobe.config_docs)."""
+    table = config_docs.written((REPO / "README.md").read_text())
+    assert table == config_docs.section()
+    assert "| `probes.<name>.hidden` | list of integer ≥ 1 | `[256, 256]` |" in table
+
+
+def test_settings_have_one_field_per_schema_key():
+    """A new extraction or protocol option is one schema entry and one settings field; every
+    default comes from the schema."""
+    for settings in (ExtractionSettings, ProtocolSettings):
+        schema_keys = set(section(settings.SECTION)["properties"])
+        assert {f.name for f in fields(settings)} == schema_keys
+    extraction = ExtractionSettings.from_config({"batch_size": 4}, pooling="max")
+    assert (extraction.batch_size, extraction.pooling, extraction.max_seconds) == (4, "max", 30)
+    assert extraction.cpus == {"gpu": 8, "cpu": 2}
+    protocol = ProtocolSettings.from_config()
+    assert (protocol.seeds, protocol.learning_rates, protocol.patience) == (3, [0.001, 0.01], 5)

@@ -18,6 +18,7 @@ from audioprobe.features.families.logmel import LogMelEncoder
 from audioprobe.features.extract import (Item, PoolingAccumulator, extract, make_batches,
                                          precision_mode, window_stats)
 from audioprobe.features.store import open_store
+from audioprobe.settings import ExtractionSettings
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16,
@@ -44,8 +45,10 @@ def clips_frame(paths: list[Path]) -> pd.DataFrame:
                           for p in paths])
 
 
-def run(clips, encoder, out: Path, **kwargs) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
-    rejected = extract(clips, encoder, out, attrs={}, num_workers=0, **kwargs)
+def run(clips, encoder, out: Path, chunk_clips: int = 256, **kwargs
+        ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    rejected = extract(clips, encoder, out, attrs={}, chunk_clips=chunk_clips,
+                       settings=ExtractionSettings.from_config(num_workers=0, **kwargs))
     store = open_store(out)
     return np.stack([store.layer(i) for i in range(store.n_layers)]), store.meta, rejected
 
@@ -61,8 +64,8 @@ def test_resampling_on_the_device_equals_resampling_in_workers(family, tmp_path)
     clips = clips_frame([write(tmp_path / f"c{i}.wav", s, sr=sr, seed=i) for i, (s, sr) in
                          enumerate([(1.3, 44100), (0.7, 8000), (1.3, 22050), (1.0, 16000)])])
     workers, _, _ = run(clips, encoder, tmp_path / "workers.h5", resample="workers")
-    rejected = extract(clips, encoder, tmp_path / "device.h5", attrs={}, num_workers=1,
-                       resample="device")
+    rejected = extract(clips, encoder, tmp_path / "device.h5", attrs={},
+                       settings=ExtractionSettings.from_config(num_workers=1, resample="device"))
     store = open_store(tmp_path / "device.h5")
     device = np.stack([store.layer(i) for i in range(store.n_layers)])
     assert rejected.empty and device.shape == workers.shape == (encoder.n_layers, 4, device.shape[2])
@@ -145,8 +148,8 @@ def test_bad_audio_is_skipped_with_a_reason(odd_audio, tmp_path):
 def test_bad_audio_fails_with_the_clip_named(odd_audio, tmp_path):
     clips, _ = odd_audio
     with pytest.raises(AudioError, match=r"clip \w+ \(.*\): "):
-        extract(clips, LogMelEncoder(), tmp_path / "f.h5", attrs={}, num_workers=0,
-                bad_audio="fail")
+        extract(clips, LogMelEncoder(), tmp_path / "f.h5", attrs={},
+                settings=ExtractionSettings.from_config(num_workers=0, bad_audio="fail"))
     assert not (tmp_path / "f.h5").exists()
 
 
@@ -273,9 +276,10 @@ def test_loop_does_not_synchronise_per_batch_on_cuda(resample, tmp_path):
     encoder = LogMelEncoder().to(torch.device("cuda"))  # moving the model blocks, once
     torch.cuda.set_sync_debug_mode("error")
     try:
-        extract(clips, encoder, tmp_path / "gpu.h5", attrs={}, num_workers=1,
-                device="cuda", pooling="mean+std", max_seconds=1.0, batch_size=2,
-                chunk_clips=2, resample=resample)
+        extract(clips, encoder, tmp_path / "gpu.h5", attrs={}, chunk_clips=2,
+                settings=ExtractionSettings.from_config(
+                    num_workers=1, device="cuda", pooling="mean+std", max_seconds=1.0,
+                    batch_size=2, resample=resample))
     finally:
         torch.cuda.set_sync_debug_mode(0)
     store = open_store(tmp_path / "gpu.h5")

@@ -16,6 +16,7 @@ from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
 from audioprobe.probes.label import _predict, extraction_settings, features, label
 from audioprobe.probes.run import probe_store
+from audioprobe.settings import ExtractionSettings, ProtocolSettings
 
 
 def test_label_returns_the_true_class_first_and_skips_bad_files(demo_run, tmp_path):
@@ -66,14 +67,17 @@ def test_label_extracts_as_the_probe_features_were(tmp_path):
     clips = manifest.make(rows)
     card = {"family": "logmel", "sample_rate": 16000, "n_mels": 16}
     extract(clips, load_encoder(card), tmp_path / "store.h5", attrs={"protocol": "folds"},
-            pooling="max", max_seconds=0.5, max_clip_seconds=2.0, num_workers=0, device="cpu")
+            settings=ExtractionSettings.from_config(
+                pooling="max", max_seconds=0.5, max_clip_seconds=2.0, num_workers=0,
+                device="cpu"))
     store = open_store(tmp_path / "store.h5")
     settings = extraction_settings(store.attrs)
     assert settings == {"pooling": "max", "max_seconds": 0.5, "max_clip_seconds": 2.0,
                         "precision": "fp32"}
     protocol = {"seeds": 1, "learning_rates": [0.01], "weight_decays": [0.0], "max_epochs": 20,
                 "patience": 5, "batch_size": 64}
-    _, _, probes = probe_store(store, "linear", {"kind": "linear"}, protocol)
+    _, _, probes = probe_store(store, "linear", {"kind": "linear"},
+                               ProtocolSettings.from_config(protocol))
     probe_file = tmp_path / "linear.pt"
     torch.save(probes | {"card": card, "extraction": settings}, probe_file)
 

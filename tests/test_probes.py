@@ -18,10 +18,12 @@ from audioprobe.probes.metrics import scores
 from audioprobe.probes.run import probe_store
 from audioprobe.probes.splits import rounds
 from audioprobe.probes.train import Architecture, Member, fit_predict
+from audioprobe.settings import ProtocolSettings
 from audioprobe.tables import ALL_LAYERS, layer_curves, summarize
 
-PROTOCOL = {"seeds": 2, "learning_rates": [0.001, 0.01], "weight_decays": [0.0, 0.01],
-            "max_epochs": 30, "patience": 5, "batch_size": 64}
+PROTOCOL = ProtocolSettings.from_config(
+    {"seeds": 2, "learning_rates": [0.001, 0.01], "weight_decays": [0.0, 0.01],
+     "max_epochs": 30, "patience": 5, "batch_size": 64})
 SELECTION = ["layer", "fold", "seed", "lr", "weight_decay", "epochs", "val_accuracy"]
 
 

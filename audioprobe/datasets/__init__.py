@@ -66,6 +66,16 @@ def check_options(adapter: str, options: dict | None) -> None:
                               f"{_describe(hints[key])}")
 
 
+def with_defaults(adapter: str, options: dict | None) -> dict[str, Any]:
+    """An adapter's options with the defaults of its ``build`` filled in (the one place they
+    are given)."""
+    return {
+        name: (options or {}).get(name, parameter.default)
+        for name, parameter in inspect.signature(ADAPTERS[adapter]).parameters.items()
+        if name != "root"
+    }
+
+
 def _admits(hint: Any, value: Any) -> bool:
     if typing.get_origin(hint) is Literal:
         return any(value == v and type(value) is type(v) for v in typing.get_args(hint))

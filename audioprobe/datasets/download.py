@@ -17,7 +17,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from audioprobe.datasets import ADAPTERS
+from audioprobe.datasets import ADAPTERS, with_defaults
 from audioprobe.errors import AudioprobeError
 
 CHUNK = 1 << 20
@@ -81,10 +81,7 @@ def archives(adapter: str, options: dict | None = None) -> list[dict]:
     entries = getattr(inspect.getmodule(build), "ARCHIVES", [])
     if not entries:
         raise DownloadError(f"dataset adapter {adapter!r} has no download; put its files in place")
-    chosen = {
-        name: (options or {}).get(name, parameter.default)
-        for name, parameter in inspect.signature(build).parameters.items()
-    }
+    chosen = with_defaults(adapter, options)
     matching = [
         entry
         for entry in entries

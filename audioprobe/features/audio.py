@@ -12,7 +12,6 @@ import torchaudio.transforms as T
 from audioprobe.errors import AudioError
 
 MIN_SECONDS = 0.025
-MAX_CLIP_SECONDS = 600.0  # extraction.max_clip_seconds' default
 
 
 def frame_range(info: sf._SoundFileInfo, start: float, end: float) -> tuple[int, int]:
@@ -22,8 +21,7 @@ def frame_range(info: sf._SoundFileInfo, start: float, end: float) -> tuple[int,
     return first, last
 
 
-def probe(path: str, start: float = math.nan, end: float = math.nan,
-          longest: float = MAX_CLIP_SECONDS) -> tuple[int, int, int]:
+def probe(path: str, start: float, end: float, longest: float) -> tuple[int, int, int]:
     """Return (sample rate, first frame, one-past-last frame) of a clip from the header alone.
 
     Raises AudioError when the file cannot be opened or the clip is empty, too short or longer

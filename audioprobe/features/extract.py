@@ -30,6 +30,7 @@ from tqdm import tqdm
 from audioprobe.errors import AudioError
 from audioprobe.features import audio
 from audioprobe.features.store import finalize
+from audioprobe.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class Item:
 
 
 def plan_items(clips: pd.DataFrame, sample_rate: int, min_samples: int, max_seconds: float,
-               max_clip_seconds: float = audio.MAX_CLIP_SECONDS
-               ) -> tuple[list[Item], dict[int, str], np.ndarray, np.ndarray]:
+               max_clip_seconds: float) -> tuple[list[Item], dict[int, str], np.ndarray, np.ndarray]:
     """Split clips into windows from file headers; return items, rejects, durations, padded.
     Clips longer than ``max_clip_seconds`` are rejected."""
     items, rejects = [], {}
@@ -348,69 +348,80 @@ class ChunkWriter:
         self.pending = None
 
 
-def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict, batch_size: int = 16,
-            pooling: str = "mean", num_workers: int = 2, device: str = "auto",
-            bad_audio: str = "skip", max_seconds: float = 30.0,
-            max_clip_seconds: float = audio.MAX_CLIP_SECONDS,
-            precision: str = "fp32", resample: str = "auto", chunk_clips: int = 256
-            ) -> pd.DataFrame:
+def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict,
+            settings: ExtractionSettings, chunk_clips: int = 256) -> pd.DataFrame:
     """Extract pooled features of every layer for ``clips`` into the store ``out``.
 
-    Clips longer than ``max_seconds`` are processed in windows of that length (at most the
-    encoder's own ``max_seconds``) and pooled across them; clips longer than
+    Clips longer than ``settings.max_seconds`` are processed in windows of that length (at most
+    the encoder's own ``max_seconds``) and pooled across them; clips longer than
     ``max_clip_seconds`` are rejected. ``precision`` (``precision_mode``): "fp32" (IEEE),
     "tf32" (GPU tensor cores), "bf16" or "fp16" (autocast); resampling and pooling always run in
     fp32. ``resample`` "workers" (or "auto") resamples and prepares the encoder's inputs in the
     DataLoader workers; "device" does both on the device, for models whose preparation is made
-    of torch operations (``prepares_on_device``). Finished clips go to the store in chunks of
-    ``chunk_clips``.
+    of torch operations (``prepares_on_device``). ``num_workers`` is a number here ("auto" is
+    resolved by the job). Finished clips go to the store in chunks of ``chunk_clips``.
 
     Returns the rejected clips (clip_id, path, reason); with ``bad_audio="fail"`` the first
     unusable clip raises AudioError instead.
     """
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(settings.device)
+    settings = effective_settings(settings, encoder, dev)
+    encoder.to(dev)
+    fixed_mmap_threshold()
+    items, rejects, durations, padded = plan_items(
+        clips, encoder.sample_rate, encoder.min_samples, settings.max_seconds,
+        settings.max_clip_seconds)
+    _check_rejects(rejects, clips, settings.bad_audio)
+    partial = out.with_name(out.name + ".partial")
+    with h5py.File(partial, "w") as f, precision_mode(settings.precision, dev):
+        run = ExtractionRun(encoder, dev, settings, ChunkWriter(f, len(clips)), rejects, clips,
+                            np.bincount([it.clip for it in items], minlength=len(clips)),
+                            chunk_clips)
+        run.loop(loader(clips, encoder, items, settings, dev), len(items), out.stem)
+    keep = run.writer.written
+    keep[list(rejects)] = False
+    run.log_speed(int(keep.sum()))
+    meta = clips.assign(duration=durations, padded=padded)
+    finalize(partial, out, keep, meta, attrs | {
+        "pooling": settings.pooling, "n_layers": encoder.n_layers,
+        "sample_rate": encoder.sample_rate, "precision": settings.precision,
+        "max_seconds": settings.max_seconds, "max_clip_seconds": settings.max_clip_seconds})
+    return rejected_table(clips, rejects)
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device of a ``device`` setting (auto: a GPU when there is one)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def effective_settings(settings: ExtractionSettings, encoder, dev: torch.device
+                       ) -> ExtractionSettings:
+    """The settings as this encoder on this device runs them: tf32 is IEEE fp32 off a GPU, and
+    models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length."""
+    precision = settings.precision
     if precision == "tf32" and dev.type != "cuda":
         log.info("precision tf32 on %s: computed in IEEE fp32", dev)
         precision = "fp32"
-    encoder.to(dev)
-    fixed_mmap_threshold()
-    on_device = resample == "device" and encoder.prepares_on_device
-    # Models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length.
-    max_seconds = min(max_seconds, getattr(encoder, "max_seconds", math.inf))
-    items, rejects, durations, padded = plan_items(
-        clips, encoder.sample_rate, encoder.min_samples, max_seconds, max_clip_seconds)
-    _check_rejects(rejects, clips, bad_audio)
-    batches = make_batches(items, batch_size)
-    loader = DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device),
-                        batch_size=None, num_workers=num_workers, pin_memory=dev.type == "cuda",
-                        prefetch_factor=4 if num_workers else None)
-    partial = out.with_name(out.name + ".partial")
-    remaining = np.bincount([it.clip for it in items], minlength=len(clips))
-    bar = tqdm(total=len(items), unit="win", desc=f"extract {out.stem}", mininterval=2)
-    with h5py.File(partial, "w") as f, precision_mode(precision, dev):
-        run = ExtractionRun(encoder, dev, pooling, on_device, ChunkWriter(f, len(clips)),
-                            rejects, clips, bad_audio, remaining, chunk_clips)
-        for batch in loader:
-            run.step(batch)
-            bar.update(len(batch.kept) + len(batch.rejects))
-            elapsed = time.perf_counter() - run.started
-            bar.set_postfix(clips_s=f"{bar.n / elapsed:.1f}",
-                            audio_s_s=f"{run.audio_seconds / elapsed:.0f}", refresh=False)
-        run.finish()
-    bar.close()
-    keep = run.writer.written
-    keep[list(rejects)] = False
-    elapsed = time.perf_counter() - run.started
-    log.info("extracted %d clips (%.0f s of audio) in %.1f s: %.1f clips/s, %.0f audio-s/s; "
-             "%d rejected", int(keep.sum()), run.audio_seconds, elapsed, keep.sum() / elapsed,
-             run.audio_seconds / elapsed, len(rejects))
-    meta = clips.assign(duration=durations, padded=padded)
-    finalize(partial, out, keep, meta, attrs | {"pooling": pooling, "n_layers": encoder.n_layers,
-                                                "sample_rate": encoder.sample_rate,
-                                                "precision": precision,
-                                                "max_seconds": max_seconds,
-                                                "max_clip_seconds": max_clip_seconds})
+    max_seconds = min(settings.max_seconds, getattr(encoder, "max_seconds", math.inf))
+    return replace(settings, precision=precision, max_seconds=max_seconds)
+
+
+def loader(clips: pd.DataFrame, encoder, items: list[Item], settings: ExtractionSettings,
+           dev: torch.device) -> DataLoader:
+    """Length-sorted batches of windows, decoded (and unless resampling is left to the device,
+    resampled and prepared) in ``settings.num_workers`` worker processes."""
+    on_device = settings.resample == "device" and encoder.prepares_on_device
+    batches = make_batches(items, settings.batch_size)
+    workers = settings.num_workers
+    return DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device),
+                      batch_size=None, num_workers=workers, pin_memory=dev.type == "cuda",
+                      prefetch_factor=4 if workers else None)
+
+
+def rejected_table(clips: pd.DataFrame, rejects: dict[int, str]) -> pd.DataFrame:
+    """The rejected clips: clip_id, path, reason."""
     return pd.DataFrame(
         [{"clip_id": clips["clip_id"].iat[i], "path": clips["path"].iat[i], "reason": r}
          for i, r in sorted(rejects.items())],
@@ -422,17 +433,36 @@ class ExtractionRun:
     """The loop's state: encoder on the device, pooling accumulator, windows still to come per
     clip, finished clips waiting for the next chunk, and the store writer."""
 
-    def __init__(self, encoder, dev: torch.device, pooling: str, on_device: bool,
+    def __init__(self, encoder, dev: torch.device, settings: ExtractionSettings,
                  writer: ChunkWriter, rejects: dict[int, str], clips: pd.DataFrame,
-                 bad_audio: str, remaining: np.ndarray, chunk_clips: int) -> None:
-        self.encoder, self.dev, self.on_device = encoder, dev, on_device
-        self.pooling, self.writer = pooling, writer
-        self.rejects, self.clips, self.bad_audio = rejects, clips, bad_audio
+                 remaining: np.ndarray, chunk_clips: int) -> None:
+        self.encoder, self.dev, self.writer = encoder, dev, writer
+        self.on_device = settings.resample == "device" and encoder.prepares_on_device
+        self.pooling, self.bad_audio = settings.pooling, settings.bad_audio
+        self.rejects, self.clips = rejects, clips
         self.remaining, self.chunk_clips = remaining, chunk_clips
-        self.accumulator = PoolingAccumulator(pooling, dev)
+        self.accumulator = PoolingAccumulator(self.pooling, dev)
         self.resampler = audio.Resampler(encoder.sample_rate, dev)
         self.finished: list[int] = []
         self.started, self.audio_seconds = time.perf_counter(), 0.0
+
+    def loop(self, batches: DataLoader, n_items: int, name: str) -> None:
+        """Run every batch, with a progress bar of windows, then write the last clips."""
+        bar = tqdm(total=n_items, unit="win", desc=f"extract {name}", mininterval=2)
+        for batch in batches:
+            self.step(batch)
+            bar.update(len(batch.kept) + len(batch.rejects))
+            elapsed = time.perf_counter() - self.started
+            bar.set_postfix(clips_s=f"{bar.n / elapsed:.1f}",
+                            audio_s_s=f"{self.audio_seconds / elapsed:.0f}", refresh=False)
+        self.finish()
+        bar.close()
+
+    def log_speed(self, kept: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        log.info("extracted %d clips (%.0f s of audio) in %.1f s: %.1f clips/s, %.0f audio-s/s; "
+                 "%d rejected", kept, self.audio_seconds, elapsed, kept / elapsed,
+                 self.audio_seconds / elapsed, len(self.rejects))
 
     def inputs(self, batch: Decoded) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The encoder's inputs and the clips' lengths on the device, copied without blocking."""

@@ -21,6 +21,7 @@ from audioprobe import manifest
 from audioprobe.features.families import load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
+from audioprobe.settings import ExtractionSettings
 from audioprobe.tables import ALL_LAYERS
 from audioprobe.probes.train import Architecture, Member, StackedProbe
 
@@ -44,7 +45,8 @@ def features(paths: list[str], probes: dict
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "clips.h5"
         rejected = extract(clips, load_encoder(probes["card"]), store_path, attrs={},
-                           num_workers=0, batch_size=8, **settings)
+                           settings=ExtractionSettings.from_config(
+                               settings, num_workers=0, batch_size=8))
         store = open_store(store_path)
         needed = {r["layer"] for r in probes["rounds"]}
         layers = range(store.n_layers) if ALL_LAYERS in needed else sorted(needed)

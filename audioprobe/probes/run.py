@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 
 import numpy as np
@@ -22,23 +23,24 @@ import pandas as pd
 import torch
 from sklearn.preprocessing import StandardScaler
 
+from audioprobe.features.extract import resolve_device
 from audioprobe.features.store import Store
 from audioprobe.probes.metrics import scores
-from audioprobe.probes.splits import rounds
+from audioprobe.probes.splits import Round, rounds
 from audioprobe.probes.train import Architecture, Fit, Member, fit_predict, member_state
+from audioprobe.settings import ProtocolSettings, probe_spec
 from audioprobe.tables import ALL_LAYERS
 
 log = logging.getLogger(__name__)
 
 
-
 def architecture(spec: dict) -> Architecture:
-    """The probe architecture a config entry describes."""
+    """The probe architecture a config entry describes (the schema's defaults filled in)."""
+    spec = probe_spec(spec)
     if spec["kind"] == "linear":
         return Architecture()
-    hidden = list(spec.get("hidden", [256, 256])) if spec["kind"] == "mlp" else []
-    return Architecture(hidden=hidden, dropout=float(spec.get("dropout", 0.0)),
-                        batch_norm=bool(spec.get("batch_norm", False)),
+    return Architecture(hidden=list(spec["hidden"]) if spec["kind"] == "mlp" else [],
+                        dropout=float(spec["dropout"]), batch_norm=bool(spec["batch_norm"]),
                         weighted=spec["kind"] == "weighted")
 
 
@@ -57,62 +59,28 @@ def _standardize(features: np.ndarray, train: np.ndarray, *parts: np.ndarray):
     return scalers, scaled
 
 
-def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: str = "cpu"
-                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
+                device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Return (runs: one row per layer x round x seed, ``chosen`` marking each round's chosen
     layer; test predictions of each round at its chosen layer; the trained probes: one per
     round, seed 0, at that round's chosen layer)."""
     classes = list(store.attrs["classes"])
     y = store.meta["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    n_seeds = protocol["seeds"]
-    grid = list(itertools.product(protocol["learning_rates"], protocol["weight_decays"]))
     arch = architecture(spec)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    dim = store.layer(0).shape[1]
-    chunks = ([list(range(store.n_layers))] if arch.weighted
-              else layer_chunks(store.n_layers, len(y), dim))
     train = functools.partial(
-        fit_predict, n_classes=len(classes), arch=arch,
-        max_epochs=protocol["max_epochs"], patience=protocol["patience"],
-        batch_size=protocol["batch_size"], device=dev)
+        fit_predict, n_classes=len(classes), arch=arch, max_epochs=protocol.max_epochs,
+        patience=protocol.patience, batch_size=protocol.batch_size, device=resolve_device(device))
+    grid = list(itertools.product(protocol.learning_rates, protocol.weight_decays))
     runs, test_proba, trained = [], {}, {}
-    for chunk in chunks:
+    for chunk in layer_groups(store, arch, len(y)):
         features = np.stack([store.layer(k) for k in chunk])
         names = [ALL_LAYERS] if arch.weighted else chunk  # the layer value of each group
         for rnd in rounds(store.meta):
-            scalers, (xt, xv, xs) = _standardize(features, rnd.train, rnd.train, rnd.valid,
-                                                 rnd.test)
-            data = dict(x_train=xt, y_train=y[rnd.train], x_valid=xv, y_valid=y[rnd.valid],
-                        x_test=xs)
-            # The grid is searched with seed 0; each further seed repeats every layer's chosen
-            # point in a stack of its own, so a seed sets both initialisation and batch order.
-            search = train(members=[[Member(lr, wd, 0) for lr, wd in grid] for _ in names],
-                           **data)
-            chosen = [_choose(search, g * len(grid), len(grid)) for g in range(len(names))]
-            results = [(search, g * len(grid) + c, g, 0) for g, c in enumerate(chosen)]
-            for seed in range(1, n_seeds):
-                repeats = train(members=[[Member(*grid[c], seed)] for c in chosen], **data)
-                results += [(repeats, g, g, seed) for g in range(len(names))]
-            for g, layer in enumerate(names):
-                mean = np.stack([s.mean_ for s in scalers])
-                scale = np.stack([s.scale_ for s in scalers])
-                keep = slice(None) if arch.weighted else slice(g, g + 1)
-                trained[layer, rnd.name] = {
-                    "state": member_state(search.state, g * len(grid) + chosen[g]),
-                    "mean": torch.from_numpy(mean[keep]), "scale": torch.from_numpy(scale[keep]),
-                }
-            for fit, e, g, seed in results:
-                lr, wd = grid[chosen[g]]
-                test_proba[names[g], rnd.name, seed] = (rnd.test, fit.test_proba[e])
-                runs.append({
-                    "layer": names[g], "fold": rnd.name, "seed": seed, "lr": lr,
-                    "weight_decay": wd, "epochs": int(fit.epochs[e]),
-                    "val_accuracy": float(fit.val_accuracy[e]),
-                    "val_loss": float(fit.val_loss[e]), "n_train": len(rnd.train),
-                    "n_valid": len(rnd.valid), "n_test": len(rnd.test),
-                    **scores(y[rnd.test], fit.test_proba[e], classes),
-                })
+            rows, proba, probes = probe_round(train, features, names, y, rnd, grid,
+                                              protocol.seeds, arch.weighted, classes)
+            runs += rows
+            test_proba |= proba
+            trained |= probes
         log.info("layers %s: mean test accuracy %.3f", names,
                  np.mean([r["accuracy"] for r in runs if r["layer"] in names]))
     runs = pd.DataFrame(runs).sort_values(["layer", "fold", "seed"], ignore_index=True)
@@ -127,6 +95,61 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: dict, device: st
                    for fold, layer in chosen.items()],
     }
     return runs, predictions(store, classes, y, test_proba, chosen), probes
+
+
+def layer_groups(store: Store, arch: Architecture, n_clips: int) -> list[list[int]]:
+    """The layers trained together: all of them for the weighted probe, else ``layer_chunks``."""
+    if arch.weighted:
+        return [list(range(store.n_layers))]
+    return layer_chunks(store.n_layers, n_clips, store.layer(0).shape[1])
+
+
+def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int],
+                y: np.ndarray, rnd: Round, grid: list[tuple[float, float]], n_seeds: int,
+                weighted: bool, classes: list[str]) -> tuple[list[dict], dict, dict]:
+    """One evaluation round of one group of layers: the run rows, the test probabilities of
+    every (layer, round, seed), and the trained probe of each layer (seed 0, chosen point)."""
+    scalers, (xt, xv, xs) = _standardize(features, rnd.train, rnd.train, rnd.valid, rnd.test)
+    data = dict(x_train=xt, y_train=y[rnd.train], x_valid=xv, y_valid=y[rnd.valid], x_test=xs)
+    search, chosen, results = _search_and_repeat(train, data, len(names), grid, n_seeds)
+    mean = np.stack([s.mean_ for s in scalers])
+    scale = np.stack([s.scale_ for s in scalers])
+    trained = {}
+    for g, layer in enumerate(names):
+        keep = slice(None) if weighted else slice(g, g + 1)
+        trained[layer, rnd.name] = {
+            "state": member_state(search.state, g * len(grid) + chosen[g]),
+            "mean": torch.from_numpy(mean[keep]), "scale": torch.from_numpy(scale[keep]),
+        }
+    rows, test_proba = [], {}
+    for fit, e, g, seed in results:
+        lr, wd = grid[chosen[g]]
+        test_proba[names[g], rnd.name, seed] = (rnd.test, fit.test_proba[e])
+        rows.append({
+            "layer": names[g], "fold": rnd.name, "seed": seed, "lr": lr,
+            "weight_decay": wd, "epochs": int(fit.epochs[e]),
+            "val_accuracy": float(fit.val_accuracy[e]),
+            "val_loss": float(fit.val_loss[e]), "n_train": len(rnd.train),
+            "n_valid": len(rnd.valid), "n_test": len(rnd.test),
+            **scores(y[rnd.test], fit.test_proba[e], classes),
+        })
+    return rows, test_proba, trained
+
+
+def _search_and_repeat(train: Callable[..., Fit], data: dict, n_groups: int,
+                       grid: list[tuple[float, float]], n_seeds: int
+                       ) -> tuple[Fit, list[int], list[tuple[Fit, int, int, int]]]:
+    """The grid is searched with seed 0; each further seed repeats every group's chosen point in
+    a stack of its own, so a seed sets both initialisation and batch order. Returns the search,
+    each group's chosen grid index, and (fit, member, group, seed) of every run."""
+    search = train(members=[[Member(lr, wd, 0) for lr, wd in grid] for _ in range(n_groups)],
+                   **data)
+    chosen = [_choose(search, g * len(grid), len(grid)) for g in range(n_groups)]
+    results = [(search, g * len(grid) + c, g, 0) for g, c in enumerate(chosen)]
+    for seed in range(1, n_seeds):
+        repeats = train(members=[[Member(*grid[c], seed)] for c in chosen], **data)
+        results += [(repeats, g, g, seed) for g in range(n_groups)]
+    return search, chosen, results
 
 
 def choose_layers(runs: pd.DataFrame) -> dict[int, int]:

@@ -220,6 +220,69 @@ class Fit:
     test_proba: np.ndarray
 
 
+class Checkpoints:
+    """Each member's best epoch so far on validation: accuracy, loss, epoch and parameters.
+
+    The checkpoint follows accuracy, ties going to the lower loss; patience counts from the last
+    gain in accuracy.
+    """
+
+    def __init__(self, model: StackedProbe, device: torch.device) -> None:
+        n = len(model.member)
+        self.accuracy = torch.full((n,), -1.0, device=device)
+        self.loss = torch.full((n,), math.inf, device=device)
+        self.epoch = torch.zeros(n, dtype=torch.long, device=device)
+        self.last_gain = torch.zeros(n, dtype=torch.long, device=device)
+        self.state = model.state()
+
+    @torch.no_grad()
+    def update(self, model: StackedProbe, acc: torch.Tensor, loss: torch.Tensor,
+               epoch: int) -> None:
+        """Take this epoch's scores of the members still in the model."""
+        ids = model.member
+        gained = acc > self.accuracy[ids]
+        better = gained | ((acc == self.accuracy[ids]) & (loss < self.loss[ids]))
+        improved = better.nonzero().squeeze(1)
+        self.accuracy[ids[improved]], self.loss[ids[improved]] = acc[improved], loss[improved]
+        self.epoch[ids[improved]] = epoch
+        self.last_gain[ids[gained]] = epoch
+        if len(improved):
+            for name, value in model.state(improved).items():
+                self.state[name][ids[improved]] = value
+
+    def going(self, model: StackedProbe, epoch: int, patience: int) -> torch.Tensor:
+        """Which of the model's members still have patience left."""
+        return (epoch - self.last_gain[model.member]) < patience
+
+
+def _train_epoch(model: StackedProbe, optimizer: torch.optim.Adam, x: torch.Tensor,
+                 y: torch.Tensor, order: torch.Tensor, batch_size: int) -> None:
+    """One pass over the training clips in ``order``, every member on the same batches."""
+    model.train()
+    for idx in order.split(batch_size):
+        if len(idx) < 2 and model.arch.batch_norm:
+            continue
+        logits = model(x[:, idx])
+        loss = F.cross_entropy(logits.transpose(1, 2), y[idx].expand(len(logits), -1),
+                               reduction="none").mean(1).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        model.apply_decay()
+        optimizer.step()
+
+
+@torch.no_grad()
+def _validate(model: StackedProbe, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation accuracy and loss of each member in the model."""
+    model.eval()
+    logits = model(x)
+    acc = (logits.argmax(-1) == y).float().mean(1)
+    loss = F.cross_entropy(logits.transpose(1, 2), y.expand(len(logits), -1),
+                           reduction="none").mean(1)
+    return acc, loss
+
+
 def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
                 y_valid: np.ndarray, x_test: np.ndarray, n_classes: int, arch: Architecture,
                 members: list[list[Member]], max_epochs: int, patience: int, batch_size: int,
@@ -239,53 +302,22 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
                                  n_classes).to(device)
     model = build()
     optimizer = _adam(model)
-    n_members, n_train = len(model.member), yt.shape[0]
-    best_acc = torch.full((n_members,), -1.0, device=device)
-    best_loss = torch.full((n_members,), math.inf, device=device)
-    best_epoch = torch.zeros(n_members, dtype=torch.long, device=device)
-    last_gain = torch.zeros(n_members, dtype=torch.long, device=device)
-    best = model.state()
+    best = Checkpoints(model, device)
     gen = torch.Generator().manual_seed(members[0][0].seed)
     for epoch in range(1, max_epochs + 1):
-        model.train()
-        for idx in torch.randperm(n_train, generator=gen).to(device).split(batch_size):
-            if len(idx) < 2 and arch.batch_norm:
-                continue
-            logits = model(xt[:, idx])
-            loss = F.cross_entropy(logits.transpose(1, 2), yt[idx].expand(len(logits), -1),
-                                   reduction="none").mean(1).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            model.apply_decay()
-            optimizer.step()
-        model.eval()
-        ids = model.member
-        with torch.no_grad():
-            logits = model(xv)
-            acc = (logits.argmax(-1) == yv).float().mean(1)
-            vloss = F.cross_entropy(logits.transpose(1, 2), yv.expand(len(ids), -1),
-                                    reduction="none").mean(1)
-            # The checkpoint follows accuracy, ties going to the lower loss; patience counts
-            # from the last gain in accuracy.
-            gained = acc > best_acc[ids]
-            better = gained | ((acc == best_acc[ids]) & (vloss < best_loss[ids]))
-            improved = better.nonzero().squeeze(1)
-            best_acc[ids[improved]], best_loss[ids[improved]] = acc[improved], vloss[improved]
-            best_epoch[ids[improved]] = epoch
-            last_gain[ids[gained]] = epoch
-            if len(improved):
-                for name, value in model.state(improved).items():
-                    best[name][ids[improved]] = value
+        order = torch.randperm(yt.shape[0], generator=gen).to(device)
+        _train_epoch(model, optimizer, xt, yt, order, batch_size)
+        best.update(model, *_validate(model, xv, yv), epoch)
         # Members out of patience stop and leave the model; each keeps its best checkpoint.
-        going = (epoch - last_gain[ids]) < patience
+        going = best.going(model, epoch, patience)
         if not going.any():
             break
         if not going.all():
             optimizer = _drop_finished(model, optimizer, going.nonzero().squeeze(1))
     model = build()
-    model.load(best)
+    model.load(best.state)
     model.eval()
     with torch.no_grad():
         proba = torch.softmax(model(as_tensor(x_test)), -1).cpu().numpy()
-    return Fit(best_acc.cpu().numpy(), best_loss.cpu().numpy(), best_epoch.cpu().numpy(),
-               {k: v.cpu() for k, v in best.items()}, proba)
+    return Fit(best.accuracy.cpu().numpy(), best.loss.cpu().numpy(), best.epoch.cpu().numpy(),
+               {k: v.cpu() for k, v in best.state.items()}, proba)
