@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from audioprobe.torch_env import TORCH_ENV
+
 INPUTS_VARIABLE = "AUDIOPROBE_REPORT_INPUTS"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +56,7 @@ def render(source: Path, output: Path, files: dict, config: dict) -> None:
     inputs = {"files": {k: _absolute(v) for k, v in files.items()}, "config": config,
               "workflow": str(Path.cwd())}
     python_path = [str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    # Idle OpenMP threads sleep instead of spinning, so the kernel does not starve on few cores.
-    env = {"OMP_WAIT_POLICY": "PASSIVE"} | os.environ | {
+    env = TORCH_ENV | os.environ | {
         INPUTS_VARIABLE: json.dumps(inputs), "PYTHONPATH": os.pathsep.join(python_path)}
     if shutil.which("quarto"):
         _render_with_quarto(source, output, env)

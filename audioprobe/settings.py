@@ -83,6 +83,20 @@ class ExtractionSettings(Settings):
     max_seconds: float
     max_clip_seconds: float
 
+    def processes(self, cpus: int, on_gpu: bool) -> tuple[int, int]:
+        """DataLoader workers and torch threads of a job with ``cpus`` CPUs.
+
+        ``num_workers: auto``: on a GPU every CPU but one decodes and resamples (the main process
+        only feeds the device). On a CPU the model takes the CPUs: decoding costs it a few
+        percent, and a worker pays off only with a core of its own, as one sharing a core with
+        the model's threads stalls them (bench/extract_speed.py), so one worker from four CPUs
+        up, none below. Torch gets the CPUs the workers leave, at least one.
+        """
+        workers = self.num_workers
+        if workers == "auto":
+            workers = max(1, cpus - 1) if on_gpu else int(cpus >= 4)
+        return workers, max(1, cpus - workers)
+
 
 @dataclass(frozen=True)
 class ProtocolSettings(Settings):

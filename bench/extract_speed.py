@@ -15,13 +15,19 @@ Lengths (``--lengths``): ``fixed`` (ESC-50-like: 5 s, 44.1 kHz WAV), ``librispee
 (respiratory cycles: log-normal, median 2.5 s, clipped to 0.2-8 s; 44.1 kHz). Clips are drawn
 until each mode has ``--audio-seconds`` of audio (default 20,000 on a GPU, 300 on a CPU).
 
+Every mode runs in the environment of an extraction job (``audioprobe.torch_env``) with its
+DataLoader workers and torch threads (``ExtractionSettings.processes`` for this machine's CPUs,
+unless ``--workers`` / ``--threads`` say otherwise). (b) and (c) run ``--repeats`` times,
+alternately, and the faster run of each counts (CPU timings vary by a tenth between runs).
+
 Reported per mode: clips/s, audio-s/s, mean batch fill (rows per forward / batch size), peak
 memory (the process's RSS on a CPU, sampled; torch.cuda.max_memory_allocated on a GPU), and the
 DataLoader workers and CPUs; then a markdown row for the README's benchmark table.
 
     python bench/extract_speed.py [--model small|base] [--lengths fixed|librispeech|icbhi]
         [--audio-seconds S] [--batch-size 16] [--device cpu|cuda] [--workers N]
-        [--threads 2] [--precision fp32|tf32|bf16|fp16] [--resample auto|workers|device]
+        [--threads N] [--precision fp32|tf32|bf16|fp16] [--resample auto|workers|device]
+        [--repeats 2]
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from audioprobe import torch_env
+
+torch_env.apply()  # before torch is imported, as in an extraction job
 
 import numpy as np
 import soundfile as sf
@@ -87,8 +97,8 @@ def sync(device: torch.device) -> None:
 
 
 class PeakMemory:
-    """Peak memory during a block: torch.cuda.max_memory_allocated on a GPU, else this process's
-    RSS sampled every 10 ms."""
+    """Peak memory during the blocks it watches: torch.cuda.max_memory_allocated on a GPU, else
+    this process's RSS sampled every 10 ms."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.peak_mb, self._stop = device, 0.0, threading.Event()
@@ -103,8 +113,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             yield
-            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            self.peak_mb = max(self.peak_mb, torch.cuda.max_memory_allocated() / 2**20)
             return
+        self._stop = threading.Event()
         sampler = threading.Thread(target=self._sample, daemon=True)
         sampler.start()
         try:
@@ -207,13 +218,18 @@ def main() -> None:
                         help="audio per mode (default: 20000 on a GPU, 300 on a CPU)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="default: an extraction job's")
+    parser.add_argument("--threads", type=int, help="default: an extraction job's")
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--resample", choices=["auto", "workers", "device"], default="auto")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    cpus = len(os.sched_getaffinity(0))
+    workers, threads = ExtractionSettings.from_config().processes(cpus, device.type == "cuda")
+    args.workers = workers if args.workers is None else args.workers
+    args.threads = threads if args.threads is None else args.threads
+    torch.set_num_threads(args.threads)
     total = args.audio_seconds or (20000.0 if device.type == "cuda" else 300.0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -233,18 +249,19 @@ def main() -> None:
                             memory["a"])}
         batches = bare_batches(paths, encoder, args.batch_size)
         bare(bare_batches(warm, encoder, args.batch_size), encoder, device, args.precision)
-        encoder.forwards = encoder.rows = 0
-        times["b"] = timed(lambda: bare(batches, encoder, device, args.precision), memory["b"])
-        fills["b"] = encoder.rows / (encoder.forwards * args.batch_size)
-        del batches
         pipeline(warm, encoder, tmp / "warm.h5", args)
-        encoder.forwards = encoder.rows = 0
-        times["c"] = timed(lambda: pipeline(paths, encoder, tmp / "store.h5", args),
-                           memory["c"])
-        fills["c"] = encoder.rows / (encoder.forwards * args.batch_size)
-    cpus = len(os.sched_getaffinity(0))
-    name = {"a": "a seed loop (bs 1, last layer)", "b": f"b bare model (bs {args.batch_size})",
-            "c": f"c pipeline ({args.workers} workers, resample {args.resample})"}
+        runs = {"b": lambda: bare(batches, encoder, device, args.precision),
+                "c": lambda: pipeline(paths, encoder, tmp / "store.h5", args)}
+        for _ in range(args.repeats):
+            for m, run in runs.items():
+                encoder.forwards = encoder.rows = 0
+                elapsed, clips = timed(run, memory[m])
+                if m not in times or elapsed < times[m][0]:
+                    times[m] = elapsed, clips
+                fills[m] = encoder.rows / (encoder.forwards * args.batch_size)
+    name = {"a": "a seed loop (bs 1, last layer)",
+            "b": f"b bare model (bs {args.batch_size}, best of {args.repeats})",
+            "c": f"c pipeline ({args.workers} workers, best of {args.repeats})"}
     unit = "MB GPU" if device.type == "cuda" else "MB RSS"
     print(f"{len(paths)} clips, {audio:.0f} s of audio ({args.lengths}), HuBERT {args.model} "
           f"shape, random weights, {device}, {args.precision}; {cpus} CPUs, torch threads "

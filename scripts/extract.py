@@ -6,8 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-# Idle OpenMP threads sleep instead of spinning, so parallel jobs on few cores do not starve.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from audioprobe import torch_env  # noqa: E402 (before torch)
+
+torch_env.apply()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
@@ -28,14 +29,11 @@ settings = ExtractionSettings.from_config(
     pooling=snakemake.params.pooling,
     shard_size=snakemake.params.shard_size,
 )
-# The job's CPUs (extraction.cpus): DataLoader workers decode and resample; on a GPU the rest
-# run the main process, on a CPU the model takes them all (the workers mostly wait on it).
-if settings.num_workers == "auto":
-    settings = replace(settings, num_workers=max(1, snakemake.threads - 1))
-on_gpu = settings.device != "cpu" and torch.cuda.is_available()
-torch.set_num_threads(
-    max(1, snakemake.threads - settings.num_workers) if on_gpu else snakemake.threads
+workers, threads = settings.processes(
+    snakemake.threads, on_gpu=settings.device != "cpu" and torch.cuda.is_available()
 )
+settings = replace(settings, num_workers=workers)
+torch.set_num_threads(threads)
 card = read_card(snakemake.input.card)
 everything = manifest.read(snakemake.input.manifest)
 first = int(snakemake.wildcards.shard) * settings.shard_size

@@ -1,12 +1,12 @@
 """Train and score one probe on every layer of one feature store."""
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-# Idle OpenMP threads sleep instead of spinning, so parallel jobs on few cores do not starve.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from audioprobe import torch_env  # noqa: E402 (before torch)
+
+torch_env.apply()
 
 import torch
 

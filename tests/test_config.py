@@ -112,3 +112,16 @@ def test_settings_have_one_field_per_schema_key():
     assert extraction.cpus == {"gpu": 8, "cpu": 2}
     protocol = ProtocolSettings.from_config()
     assert (protocol.seeds, protocol.learning_rates, protocol.patience) == (3, [0.001, 0.01], 5)
+
+
+@pytest.mark.parametrize("cpus, on_gpu, workers, expected", [
+    (8, True, "auto", (7, 1)),  # GPU: every CPU but one decodes
+    (1, True, "auto", (1, 1)),
+    (2, False, "auto", (0, 2)),  # CPU: no worker to share the model's two cores
+    (4, False, "auto", (1, 3)),
+    (8, False, 2, (2, 6)),  # a number is used as given; torch gets the rest
+    (2, False, 4, (4, 1)),
+])
+def test_extraction_processes_split_the_jobs_cpus(cpus, on_gpu, workers, expected):
+    settings = ExtractionSettings.from_config(num_workers=workers)
+    assert settings.processes(cpus, on_gpu) == expected
