@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
+import soundfile as sf
 import pytest
 
 from audioprobe import manifest
@@ -508,3 +510,18 @@ def test_leak_across_train_and_test_is_refused(tmp_path):
     df.loc[df["clip_id"] == "yes/0a7c2a8d_nohash_1", "split"] = "test"  # a speaker on both sides
     with pytest.raises(LeakageError, match="0a7c2a8d"):
         manifest.check_no_leakage(df)
+
+
+def test_custom_csv_keeps_labels_and_groups_pandas_would_read_as_missing(tmp_path):
+    for name in ["a.wav", "b.wav", "c.wav", "d.wav"]:
+        sf.write(tmp_path / name, np.zeros(1600), 16000)
+    (tmp_path / "clips.csv").write_text(
+        "path,label,group,split,start\n"
+        "a.wav,None,NA,train,\n"
+        "b.wav,NA,null,train,0.5\n"
+        "c.wav,nan,None,valid,\n"
+        "d.wav,None,n/a,test,\n")
+    df = build_manifest("custom", tmp_path / "clips.csv")
+    assert df["label"].tolist() == ["None", "NA", "nan", "None"]
+    assert df["group"].tolist() == ["NA", "null", "None", "n/a"]
+    assert df["start"].isna().tolist() == [True, False, True, True]

@@ -17,6 +17,7 @@ from audioprobe.errors import LayoutError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 OPTIONAL = ["split", "fold", "group", "start", "end"]
+NUMERIC = ["fold", "start", "end"]
 
 
 def build(root: Path, n_folds: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -34,7 +35,10 @@ def build(root: Path, n_folds: int = 5, seed: int = 0) -> pd.DataFrame:
 
 
 def _from_csv(csv: Path) -> pd.DataFrame:
-    table = pd.read_csv(csv, dtype={"label": str, "group": str, "split": str})
+    # Text is read as written: pandas' default would turn labels or groups such as "NA" or
+    # "None" into NaN (and then one class "nan"); only empty numeric cells are missing.
+    table = pd.read_csv(csv, dtype={"label": str, "group": str, "split": str, "clip_id": str},
+                        keep_default_na=False, na_values={c: [""] for c in NUMERIC})
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise LayoutError(f"{csv}: missing required column(s) {sorted(missing)}")
