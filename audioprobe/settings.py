@@ -72,6 +72,7 @@ class ExtractionSettings(Settings):
     SECTION = "extraction"
 
     batch_size: int
+    batch_seconds: float | str
     pooling: str
     num_workers: int | str
     cpus: dict

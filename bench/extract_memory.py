@@ -8,6 +8,7 @@ that returns random frames of HuBERT base's shape (13 layers, 768 dims) at no co
 the extraction loop's own memory shows; mean+std pooling (the most statistics). Reported: the
 extraction process's peak RSS, its RSS before extraction (model loaded), and the largest peak
 RSS of its DataLoader workers. Flat in N means memory is bounded by the batch, not the shard.
+Every run is in the environment of an extraction job (``audioprobe.torch_env``).
 
     python bench/extract_memory.py [--clips 1000 10000 20000] [--model hubert256|logmel|frames]
                                    [--pooling mean+std] [--seconds 0.1] [--workers 2]
@@ -23,6 +24,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from audioprobe import torch_env
+
+torch_env.apply()  # before torch is imported, as in an extraction job (children inherit it)
 
 import numpy as np
 import soundfile as sf

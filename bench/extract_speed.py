@@ -20,14 +20,17 @@ DataLoader workers and torch threads (``ExtractionSettings.processes`` for this 
 unless ``--workers`` / ``--threads`` say otherwise). (b) and (c) run ``--repeats`` times,
 alternately, and the faster run of each counts (CPU timings vary by a tenth between runs).
 
-Reported per mode: clips/s, audio-s/s, mean batch fill (rows per forward / batch size), peak
+Batches are the pipeline's: length-sorted, at most ``--batch-size`` windows and
+``--batch-seconds`` of padded audio (extraction.batch_seconds; auto: 60 s on a CPU, no limit on
+a GPU). Reported per mode: clips/s, audio-s/s, mean batch fill (rows per forward / the rows it
+could hold: the batch size, or fewer where batch_seconds caps a batch of long windows), peak
 memory (the process's RSS on a CPU, sampled; torch.cuda.max_memory_allocated on a GPU), and the
 DataLoader workers and CPUs; then a markdown row for the README's benchmark table.
 
     python bench/extract_speed.py [--model small|base] [--lengths fixed|librispeech|icbhi]
-        [--audio-seconds S] [--batch-size 16] [--device cpu|cuda] [--workers N]
-        [--threads N] [--precision fp32|tf32|bf16|fp16] [--resample auto|workers|device]
-        [--repeats 2]
+        [--audio-seconds S] [--batch-size 16] [--batch-seconds auto|S] [--device cpu|cuda]
+        [--workers N] [--threads N] [--precision fp32|tf32|bf16|fp16]
+        [--resample auto|workers|device] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ import torchaudio.functional as AF
 
 from audioprobe import manifest
 from audioprobe.features.families import fetch, load_encoder
-from audioprobe.features.extract import (Item, encoder_inputs, extract, full_precision,
-                                         make_batches, precision_mode, window_stats)
+from audioprobe.features.extract import (Item, effective_settings, encoder_inputs, extract,
+                                         full_precision, make_batches, precision_mode,
+                                         window_stats)
 from audioprobe.settings import ExtractionSettings
 
 MODELS = {
@@ -133,10 +137,13 @@ def rss_mb() -> float:
 
 
 class Counting:
-    """An encoder that counts its forwards and their rows (for the mean batch fill)."""
+    """An encoder that counts its forwards' rows against the rows they could hold: ``batch_size``,
+    or fewer where ``max_samples`` (batch_seconds) caps a batch of long windows (for the mean
+    batch fill)."""
 
-    def __init__(self, encoder) -> None:
-        self.encoder, self.forwards, self.rows = encoder, 0, 0
+    def __init__(self, encoder, batch_size: int, max_samples: float) -> None:
+        self.encoder, self.batch_size, self.max_samples = encoder, batch_size, max_samples
+        self.rows = self.capacity = 0
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "encoder":
@@ -148,8 +155,8 @@ class Counting:
         return self
 
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        self.forwards += 1
         self.rows += len(lengths)
+        self.capacity += int(min(self.batch_size, self.max_samples // int(lengths.max())))
         return self.encoder(batch, lengths)
 
 
@@ -164,13 +171,13 @@ def seed_loop(paths: list[Path], encoder, device: torch.device, precision: str) 
     return len(paths)
 
 
-def bare_batches(paths: list[Path], encoder, batch_size: int) -> list[tuple[dict, torch.Tensor]]:
+def bare_batches(paths: list[Path], encoder) -> list[tuple[dict, torch.Tensor]]:
     """(b)'s inputs: decoded, resampled and prepared before timing, in the pipeline's batches."""
     waves = [AF.resample(torch.from_numpy(sf.read(p, dtype="float32")[0]), sf.info(p).samplerate,
                          MODEL_RATE) for p in paths]
     items = [Item(i, 0, len(w), max(len(w), encoder.min_samples)) for i, w in enumerate(waves)]
     batches = []
-    for batch in make_batches(items, batch_size):
+    for batch in make_batches(items, encoder.batch_size, encoder.max_samples):
         inputs, lengths = encoder_inputs(encoder, [waves[it.clip] for it in batch], batch)
         pin = torch.cuda.is_available()
         batches.append(({k: v.pin_memory() if pin else v for k, v in inputs.items()},
@@ -196,7 +203,8 @@ def pipeline(paths: list[Path], encoder, out: Path, args: argparse.Namespace) ->
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
     extract(clips, encoder, out, attrs={}, settings=ExtractionSettings.from_config(
-        batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+        batch_size=args.batch_size, batch_seconds=args.batch_seconds,
+        num_workers=args.workers, device=args.device,
         precision=args.precision, resample=args.resample))
     out.unlink()
     return len(paths)
@@ -217,6 +225,9 @@ def main() -> None:
     parser.add_argument("--audio-seconds", type=float,
                         help="audio per mode (default: 20000 on a GPU, 300 on a CPU)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-seconds", default="auto",
+                        type=lambda v: v if v == "auto" else float(v),
+                        help="extraction.batch_seconds (auto: 60 on a CPU, no limit on a GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, help="default: an extraction job's")
     parser.add_argument("--threads", type=int, help="default: an extraction job's")
@@ -240,25 +251,28 @@ def main() -> None:
         audio = sum(sf.info(p).duration for p in paths)
         spec = {"family": "transformers", "architecture": MODELS[args.model],
                 "random_weights": True}
-        encoder = Counting(load_encoder(fetch(f"hubert_{args.model}", spec, tmp / "models")))
+        model = load_encoder(fetch(f"hubert_{args.model}", spec, tmp / "models"))
+        settings = effective_settings(ExtractionSettings.from_config(
+            batch_size=args.batch_size, batch_seconds=args.batch_seconds), model, device)
+        encoder = Counting(model, args.batch_size, settings.batch_seconds * model.sample_rate)
         encoder.to(device)
         memory = {m: PeakMemory(device) for m in "abc"}
         fills = {"a": 1.0}
         seed_loop(warm, encoder, device, args.precision)
         times = {"a": timed(lambda: seed_loop(paths, encoder, device, args.precision),
                             memory["a"])}
-        batches = bare_batches(paths, encoder, args.batch_size)
-        bare(bare_batches(warm, encoder, args.batch_size), encoder, device, args.precision)
+        batches = bare_batches(paths, encoder)
+        bare(bare_batches(warm, encoder), encoder, device, args.precision)
         pipeline(warm, encoder, tmp / "warm.h5", args)
         runs = {"b": lambda: bare(batches, encoder, device, args.precision),
                 "c": lambda: pipeline(paths, encoder, tmp / "store.h5", args)}
         for _ in range(args.repeats):
             for m, run in runs.items():
-                encoder.forwards = encoder.rows = 0
+                encoder.rows = encoder.capacity = 0
                 elapsed, clips = timed(run, memory[m])
                 if m not in times or elapsed < times[m][0]:
                     times[m] = elapsed, clips
-                fills[m] = encoder.rows / (encoder.forwards * args.batch_size)
+                fills[m] = encoder.rows / encoder.capacity
     name = {"a": "a seed loop (bs 1, last layer)",
             "b": f"b bare model (bs {args.batch_size}, best of {args.repeats})",
             "c": f"c pipeline ({args.workers} workers, best of {args.repeats})"}

@@ -93,8 +93,8 @@ def stored_extraction_settings():
     """The extraction settings that change the stored features: a change reruns extraction.
 
     The model's own spec reaches the job through its card, pooling per model as a param of its
-    own. Runtime settings (batch_size, num_workers, device, resample) only change how fast the
-    same features come: extraction jobs read them from the config, so a change reruns nothing.
+    own. The other (runtime) settings only change how fast the same features come: extraction
+    jobs read them from the config, so a change reruns nothing.
     """
     return {
         key: config["extraction"][key]

@@ -32,8 +32,8 @@ rule extract_shard:
         mem_mb=8000,
         runtime=240,
     params:
-        # only settings that change what is stored: a change re-extracts; runtime settings
-        # (batch_size, num_workers, device, resample) are read from the config in the job
+        # only settings that change what is stored: a change re-extracts; the job reads the
+        # runtime settings from the config (stored_extraction_settings)
         stored=stored_extraction_settings(),
         shard_size=SHARD_SIZE,
         pooling=lambda wildcards: lookup(

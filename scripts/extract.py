@@ -21,8 +21,7 @@ from audioprobe.settings import ExtractionSettings
 
 to_file(snakemake.log[0])
 # Settings that change the stored features come as params (a change re-extracts); runtime
-# settings (batch_size, num_workers, device, resample) are read from the config here, so that
-# changing them re-extracts nothing.
+# settings are read from the config here, so that changing them re-extracts nothing.
 settings = ExtractionSettings.from_config(
     snakemake.config["extraction"],
     **snakemake.params.stored,

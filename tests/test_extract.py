@@ -97,6 +97,16 @@ def test_batches_are_full_whatever_the_lengths():
     assert [it.length for b in batches for it in b] == sorted(it.length for it in items)
 
 
+def test_batch_seconds_caps_batches_of_long_windows():
+    items = [Item(clip, 0, 1, length) for clip, length in
+             enumerate([16000, 4800, 16000, 192000, 33600, 4800, 64000, 200000])]
+    # rows x longest window within 100,000 samples; a longer window makes a batch alone
+    batches = make_batches(items, 3, max_samples=100_000)
+    assert [[it.length for it in b] for b in batches] == [
+        [4800, 4800, 16000], [16000, 33600], [64000], [192000], [200000]]
+    assert all(len(b) * b[-1].length <= 100_000 for b in batches if len(b) > 1)
+
+
 def test_logmel_batching_is_exact(tmp_path):
     paths = [write(tmp_path / f"c{i}.wav", s, seed=i) for i, s in enumerate([1.0, 1.0, 0.5])]
     together, _, _ = run(clips_frame(paths), LogMelEncoder(), tmp_path / "all.h5",

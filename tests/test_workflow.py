@@ -160,7 +160,8 @@ def test_runtime_settings_do_not_re_extract_and_pooling_does(tmp_path):
                            "--configfile", "changed.yaml")
         return result.stdout + result.stderr
 
-    runtime = "{num_workers: 0, batch_size: 3, device: cuda, resample: device}"
+    runtime = ("{num_workers: 0, batch_size: 3, batch_seconds: 5, cpus: {gpu: 3, cpu: 1}, "
+               "device: cuda, resample: device}")
     assert "Nothing to be done" in plan(runtime)
     rerun = plan("{pooling: max}")
     assert re.search(r"^extract_shard\s+1$", rerun, re.M), rerun

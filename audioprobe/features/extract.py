@@ -5,7 +5,7 @@ device once per chunk, and its memory follows the clips in flight, not the shard
 
 Batches are length-sorted and padded to their longest window: every encoder is exact on
 padded batches (a clip's features do not depend on what it is batched with), so batches are
-full whatever the lengths.
+full whatever the lengths, up to ``batch_size`` windows and ``batch_seconds`` of padded audio.
 """
 
 from __future__ import annotations
@@ -71,10 +71,18 @@ def plan_items(clips: pd.DataFrame, sample_rate: int, min_samples: int, max_seco
     return items, rejects, durations, padded
 
 
-def make_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
-    """Length-sorted batches of ``batch_size`` windows (the last one may hold fewer)."""
-    ordered = sorted(items, key=lambda it: (it.length, it.clip, it.first))
-    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+def make_batches(items: list[Item], batch_size: int, max_samples: float = math.inf
+                 ) -> list[list[Item]]:
+    """Length-sorted batches of at most ``batch_size`` windows whose rows times longest window
+    stay within ``max_samples`` (a window longer than that alone makes a batch)."""
+    batches: list[list[Item]] = []
+    batch: list[Item] = []
+    for item in sorted(items, key=lambda it: (it.length, it.clip, it.first)):
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * item.length > max_samples):
+            batches.append(batch)
+            batch = []
+        batch.append(item)
+    return batches + [batch] if batch else batches
 
 
 @dataclass
@@ -136,6 +144,8 @@ class BatchDecoder(Dataset):
             batch.waves, batch.rates = [], []
         return batch
 
+
+CPU_BATCH_SECONDS = 60.0  # batch_seconds: auto on a CPU
 
 # Statistics each pooling needs, per clip and layer (``window_stats``, ``PoolingAccumulator``).
 POOLING_STATS = {"mean": ("total",), "mean+std": ("total", "squares"), "max": ("peak",)}
@@ -359,7 +369,9 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict,
     fp32. ``resample`` "workers" (or "auto") resamples and prepares the encoder's inputs in the
     DataLoader workers; "device" does both on the device, for models whose preparation is made
     of torch operations (``prepares_on_device``). ``num_workers`` is a number here ("auto" is
-    resolved by the job). Finished clips go to the store in chunks of ``chunk_clips``.
+    resolved by the job). A batch holds at most ``batch_size`` windows and ``batch_seconds`` of
+    padded audio (``effective_settings``). Finished clips go to the store in chunks of
+    ``chunk_clips``.
 
     Returns the rejected clips (clip_id, path, reason); with ``bad_audio="fail"`` the first
     unusable clip raises AudioError instead.
@@ -398,14 +410,19 @@ def resolve_device(device: str) -> torch.device:
 
 def effective_settings(settings: ExtractionSettings, encoder, dev: torch.device
                        ) -> ExtractionSettings:
-    """The settings as this encoder on this device runs them: tf32 is IEEE fp32 off a GPU, and
-    models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length."""
+    """The settings as this encoder on this device runs them: tf32 is IEEE fp32 off a GPU,
+    models with a fixed input span (Whisper: 30 s, AST: 10.24 s) cap the window length, and
+    batch_seconds auto is a number (CPU_BATCH_SECONDS on a CPU, no limit on a GPU)."""
     precision = settings.precision
     if precision == "tf32" and dev.type != "cuda":
         log.info("precision tf32 on %s: computed in IEEE fp32", dev)
         precision = "fp32"
     max_seconds = min(settings.max_seconds, getattr(encoder, "max_seconds", math.inf))
-    return replace(settings, precision=precision, max_seconds=max_seconds)
+    batch_seconds = settings.batch_seconds
+    if batch_seconds == "auto":
+        batch_seconds = math.inf if dev.type == "cuda" else CPU_BATCH_SECONDS
+    return replace(settings, precision=precision, max_seconds=max_seconds,
+                   batch_seconds=batch_seconds)
 
 
 def loader(clips: pd.DataFrame, encoder, items: list[Item], settings: ExtractionSettings,
@@ -413,7 +430,8 @@ def loader(clips: pd.DataFrame, encoder, items: list[Item], settings: Extraction
     """Length-sorted batches of windows, decoded (and unless resampling is left to the device,
     resampled and prepared) in ``settings.num_workers`` worker processes."""
     on_device = settings.resample == "device" and encoder.prepares_on_device
-    batches = make_batches(items, settings.batch_size)
+    batches = make_batches(items, settings.batch_size,
+                           settings.batch_seconds * encoder.sample_rate)
     workers = settings.num_workers
     return DataLoader(BatchDecoder(batches, clips["path"].tolist(), encoder, on_device),
                       batch_size=None, num_workers=workers, pin_memory=dev.type == "cuda",
