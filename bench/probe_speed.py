@@ -2,7 +2,8 @@
 
 2,000 clips x 768 dims x 13 layers, 50 classes, 5 folds (HEAR rounds), linear and MLP probes,
 under the probe rule's default protocol (``config.schema.yaml``: 3 seeds, a 2 x 2 grid of
-learning rate and weight decay, early stopping); ``--patience`` overrides the patience.
+learning rate and weight decay, early stopping); ``--patience`` overrides the patience. It
+runs in the environment of a probe job (``audioprobe.torch_env``).
 
     python bench/probe_speed.py [--threads 2]
 """
@@ -14,6 +15,10 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from audioprobe import torch_env
+
+torch_env.apply()  # before torch is imported, as in a probe job
 
 import h5py
 import numpy as np
