@@ -159,7 +159,7 @@ def model_role(run: Run, model: str) -> str:
 
 
 def relative_depth(layer: int, n_layers: int) -> float:
-    """A layer's position from 0 (input embedding) to 1 (last layer)."""
+    """A layer's position from 0 (the first stored layer) to 1 (the last)."""
     return 0.0 if n_layers <= 1 else layer / (n_layers - 1)
 
 
@@ -233,15 +233,17 @@ def verdict(comparison: pd.Series, alpha: float = 0.05) -> str:
     return f"{word} {comparison['model_b']} ({detail})"
 
 
-def layer_summary(row: pd.Series, n_layers: int) -> str:
-    """Where a row's chosen layers sit: layers, relative depth and agreement across rounds."""
+def layer_summary(row: pd.Series, names: list[str]) -> str:
+    """Where a row's chosen layers sit: layer (and its name), relative depth and agreement
+    across rounds; ``names``: the model's layer names."""
     layers = chosen_layers(row)
     if not layers or layers[0] == ALL_LAYERS:
         return "all layers, weighted"
+    n_layers = len(names)
     if n_layers <= 1:
         return "its only layer"
     modal = int(row["modal_layer"])
-    return (f"layer {modal} of 0–{n_layers - 1} (relative depth "
+    return (f"layer {modal} ({names[modal]}) of 0–{n_layers - 1} (relative depth "
             f"{relative_depth(modal, n_layers):.2f}), chosen in {int(row['modal_rounds'])} of "
             f"{len(layers)} rounds")
 
@@ -251,7 +253,7 @@ def dataset_finding(run: Run, dataset: str) -> str:
     best = best_row(run, dataset)
     score = headline(best)
     text = (f"**{dataset}**: best is **{best['model']}** with the **{best['probe']}** probe at "
-            f"{layer_summary(best, run.n_layers(best['model']))}: {score['name']} "
+            f"{layer_summary(best, run.layer_names(best['model']))}: {score['name']} "
             f"**{100 * score['mean']:.1f}%** (95% CI {100 * score['low']:.1f}–"
             f"{100 * score['high']:.1f}; {score['interval']}).")
     compared = comparisons_of(run, dataset, best["probe"], best["model"])
@@ -288,8 +290,10 @@ def layer_findings(run: Run) -> list[str]:
         low, high = (relative_depth(f(per_dataset.values()), n_layers) for f in (min, max))
         where = ", ".join(f"{d} {v:g}" for d, v in per_dataset.items())
         span = f"{low:.2f}" if low == high else f"{low:.2f}–{high:.2f}"
-        lines.append(f"**{model}** ({n_layers} layers, 0 = input embedding): median chosen layer "
-                     f"per dataset: {where}; relative depth {span}.")
+        names = run.layer_names(model)
+        lines.append(f"**{model}** ({n_layers} layers, 0 = {names[0]}, {n_layers - 1} = "
+                     f"{names[-1]}): median chosen layer per dataset: {where}; relative depth "
+                     f"{span}.")
     return lines
 
 

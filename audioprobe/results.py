@@ -74,6 +74,17 @@ class Run:
         rows = self.layers[(self.layers["model"] == model) & (self.layers["layer"] >= 0)]
         return int(rows["layer"].max()) + 1 if len(rows) else 1
 
+    def layer_names(self, model: str) -> list[str]:
+        """What each of a model's layers is, as its family names them in its feature stores
+        ("layer k" where no store says)."""
+        n = self.n_layers(model)
+        for dataset, name in self.stores:
+            if name == model:
+                names = self.store(dataset, model).attrs.get("layer_names")
+                if names is not None and len(names) == n:
+                    return [str(v) for v in names]
+        return [f"layer {k}" for k in range(n)]
+
 
 def _keyed(records: list[dict], *keys: str) -> dict:
     return {tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]: Path(r["path"])

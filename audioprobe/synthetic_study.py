@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from audioprobe.features.families import family
 from audioprobe.joblog import run_details
 from audioprobe.manifest import COLUMNS
 from audioprobe.tables import ALL_LAYERS
@@ -107,7 +108,8 @@ def _store(path: Path, rng: np.random.Generator, manifest: pd.DataFrame, curve: 
         f["padded"] = np.zeros(len(manifest), bool)
         f.attrs.update({"dataset": manifest["clip_id"].iloc[0].split("-")[0], "model": model,
                         "n_layers": len(curve), "pooling": "mean", "sample_rate": 16000,
-                        "family": MODELS[model][0], "complete": True})
+                        "family": MODELS[model][0], "complete": True,
+                        "layer_names": family(MODELS[model][0]).layer_names(len(curve))})
 
 
 def _rounds(manifest: pd.DataFrame) -> list[int]:

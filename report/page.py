@@ -284,7 +284,7 @@ table(an.probe_table(run), "probes")
 # ## Per-dataset results
 #
 # For each dataset: validation and test scores of every layer for every model on relative depth
-# (0 = input embedding, 1 = last layer), the paired comparisons, and for the best configuration
+# (0 = a model's first stored layer, 1 = its last), the paired comparisons, and for the best configuration
 # the confusion matrix, per-class scores and most confused pairs (pooled over rounds and seeds,
 # each round at its own chosen layer).
 
@@ -344,7 +344,7 @@ def layer_figure(dataset: str) -> None:
                         handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
             if lows:
                 ax.set_ylim(*fitted_limits(lows, highs))
-            ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = input embedding, 1 = last)",
+            ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = first layer, 1 = last)",
                    ylabel=label, title=f"{probe} probe: {label}")
         axes[r][1].legend([h for h, _ in handles], [t for _, t in handles],
                           loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
@@ -457,7 +457,8 @@ else:
                 for colour, width in (("white", 4), ("black", 1.8)):
                     ax.add_patch(Rectangle((layer, row), 1, 1, fill=False, edgecolor=colour,
                                            linewidth=width))
-        ax.set(title=f"{model}, {probe} probe", xlabel="layer (0 = input embedding)",
+        ax.set(title=f"{model}, {probe} probe",
+               xlabel=f"layer (0 = {run.layer_names(model)[0]})",
                ylabel="dataset")
         ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()

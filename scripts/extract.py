@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from audioprobe import __version__, manifest
-from audioprobe.features.families import load_encoder, normalizes_waveform, read_card
+from audioprobe.features.families import family, load_encoder, normalizes_waveform, read_card
 from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 from audioprobe.settings import ExtractionSettings
@@ -52,6 +52,7 @@ rejected = extract(
         "protocol": manifest.protocol(everything),
         "audioprobe_version": __version__,
         "waveform_normalized": normalizes_waveform(encoder),
+        "layer_names": family(card["family"]).layer_names(encoder.n_layers),
     },
     settings=settings,
 )

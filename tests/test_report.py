@@ -211,7 +211,10 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
             [logmel] = mine[mine["model_b"] == "logmel"].to_dict("records")
             assert (f"Against the log-mel baseline, it beats logmel "
                     f"(+{100 * logmel['difference']:.1f} points") in paragraph
-    assert "Where the best layers sit" in text and "hubert (13 layers" in text
+    assert "Where the best layers sit" in text
+    assert "hubert (13 layers, 0 = input embedding, 12 = block 12)" in text
+    assert re.search(r"best is \S+ with the \S+ probe at (layer \d+ \((input embedding|block "
+                     r"\d+)\) of 0–12|all layers|its only layer)", text)
     assert "icbhi is not comparable with published numbers" in text
     assert "split by patient instead of the official 60/40 split" in text
     assert "icbhi: 1 group(s) on both sides of the published split, kept as the split has " \

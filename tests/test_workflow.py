@@ -83,6 +83,8 @@ def test_feature_store_contents(demo_run):
         assert f.attrs["model_id"] == "hubert (config only)"
         assert f.attrs["pooling"] == "mean"
         assert f.attrs["protocol"] == "folds"
+        assert list(f.attrs["layer_names"]) == ["input embedding", *(f"block {k}" for k in
+                                                                    range(1, 5))]
         assert np.isfinite(f["features"][...]).all()
         stored_ids = f["clip_id"].asstr()[...]
         assert list(f.attrs["classes"]) == sorted(manifest["label"].unique())
@@ -93,6 +95,7 @@ def test_feature_store_contents(demo_run):
     with h5py.File(demo_run / "results/features/demo/logmel.h5") as f:
         assert f["features"].shape == (1, 160, 128)  # mean and std of 64 mel bands
         assert f.attrs["pooling"] == "mean+std"
+        assert list(f.attrs["layer_names"]) == ["log-mel"]
 
 
 def test_predictions_are_test_clips_of_each_rounds_chosen_layer(demo_run):

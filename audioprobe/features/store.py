@@ -2,13 +2,13 @@
 
 Layout of ``results/features/{dataset}/{model}.h5``:
 
-- ``features``: float32 (layers, clips, dim); layer 0 is the model's input embedding
-  (transformers) or the only layer (log-mel)
+- ``features``: float32 (layers, clips, dim); ``layer_names`` (an attribute) says what each
+  layer is, as the model's family names them (transformers: layer 0 is the input embedding)
 - ``clip_id``, ``label``, ``split``, ``group``: strings per clip; ``fold``: int per clip (0: none)
 - ``duration``: seconds per clip; ``padded``: clip was shorter than the model's minimum input
 - attributes: dataset, model, model_id, revision, family, sample_rate, pooling, max_seconds
-  (window length used), max_clip_seconds, precision, waveform_normalized, n_layers, classes,
-  protocol, audioprobe_version, config_hash, complete
+  (window length used), max_clip_seconds, precision, waveform_normalized, n_layers,
+  layer_names, classes, protocol, audioprobe_version, config_hash, complete
 
 A store is written to a temporary name and renamed when complete, so an interrupted job never
 leaves a file that looks complete.
