@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from audioprobe import torch_env  # noqa: E402 (before torch)
+from audioprobe import torch_env  # before torch is imported
 
 torch_env.apply()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

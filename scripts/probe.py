@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from audioprobe import torch_env  # noqa: E402 (before torch)
+from audioprobe import torch_env  # before torch is imported
 
 torch_env.apply()
 

@@ -378,6 +378,9 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict,
     """
     dev = resolve_device(settings.device)
     settings = effective_settings(settings, encoder, dev)
+    log.info("on %s, %s: batches of up to %d windows and %g s of padded audio; %d DataLoader "
+             "workers, %d torch threads", dev, settings.precision, settings.batch_size,
+             settings.batch_seconds, settings.num_workers, torch.get_num_threads())
     encoder.to(dev)
     fixed_mmap_threshold()
     items, rejects, durations, padded = plan_items(
