@@ -33,20 +33,35 @@ class Estimate:
     p_value: float
 
 
-def corrected_t(values: np.ndarray, test_train_ratio: float,
-                confidence: float = CONFIDENCE) -> Estimate:
+def corrected_t(values: np.ndarray, test_train_ratio: float, confidence: float = CONFIDENCE,
+                bounds: tuple[float, float] = (-np.inf, np.inf)) -> Estimate:
     """Nadeau-Bengio corrected resampled t over J rounds: standard error
-    sqrt((1/J + n_test/n_train) * s^2), J - 1 degrees of freedom. NaN with one round."""
+    sqrt((1/J + n_test/n_train) * s^2), J - 1 degrees of freedom. NaN with one round.
+
+    The interval's limits are clipped to ``bounds``, the values the quantity can take (a score
+    in [0, 1], a difference of scores in [-1, 1]): the symmetric t interval can reach past them
+    on few rounds, and what it holds beyond them is impossible values."""
     values = np.asarray(values, dtype=float)
     n, mean = len(values), float(np.mean(values))
     if n < 2:
         return Estimate(mean, np.nan, np.nan, np.nan)
-    se = np.sqrt((1 / n + test_train_ratio) * np.var(values, ddof=1))
-    t = stats.t(df=n - 1)
-    half = t.ppf(0.5 + confidence / 2) * se
-    if se == 0:
+    sd = float(np.std(values, ddof=1))
+    low, high = corrected_t_limits(mean, sd, n, test_train_ratio, confidence, bounds)
+    if sd == 0:
         return Estimate(mean, mean, mean, 1.0 if mean == 0 else 0.0)
-    return Estimate(mean, mean - half, mean + half, float(2 * t.sf(abs(mean) / se)))
+    se = np.sqrt(1 / n + test_train_ratio) * sd
+    return Estimate(mean, float(low), float(high), float(2 * stats.t(df=n - 1).sf(abs(mean) / se)))
+
+
+def corrected_t_limits(mean, sd, n, test_train_ratio, confidence: float = CONFIDENCE,
+                       bounds: tuple[float, float] = (-np.inf, np.inf)):
+    """The limits of ``corrected_t``'s interval from a mean, the sd over rounds and the number
+    of rounds, elementwise over arrays or Series (NaN where n < 2)."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = (stats.t.ppf(0.5 + confidence / 2, np.where(n > 1, n - 1, np.nan))
+                * np.sqrt(1 / n + test_train_ratio) * sd)
+    return np.clip(mean - half, *bounds), np.clip(mean + half, *bounds)
 
 
 def group_resamples(n_groups: int, n_resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:

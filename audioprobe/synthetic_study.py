@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from audioprobe import statistics
 from audioprobe.features.families import family
 from audioprobe.joblog import run_details
 from audioprobe.manifest import COLUMNS
-from audioprobe.tables import ALL_LAYERS
+from audioprobe.tables import ALL_LAYERS, layer_curves
 
 # name: adapter, options, classes, rounds (0: official train/valid/test split), headline metric
 DATASETS = {
@@ -125,8 +126,8 @@ def _interval(scores: np.ndarray, n_test: int, n_train: int) -> tuple[float, flo
         half = 1.96 * np.sqrt(mean * (1 - mean) / n_test)
         text = f"95% CI, normal approximation over {n_test} test clips, n=1 split"
         return mean - half, mean + half, text
-    half = stats.t.ppf(0.975, n - 1) * np.sqrt((1 / n + n_test / n_train) * scores.var(ddof=1))
-    return mean - half, mean + half, f"95% CI, Nadeau-Bengio corrected t, n={n} rounds"
+    estimate = statistics.corrected_t(scores, n_test / n_train, bounds=(0, 1))
+    return estimate.low, estimate.high, f"95% CI, Nadeau-Bengio corrected t, n={n} rounds"
 
 
 def _probe_results(rng, dataset, model, probe, curve, rounds, n_test, n_train):
@@ -174,34 +175,25 @@ def _summaries(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFr
                     else np.nan, f"{m}_ci_low": low, f"{m}_ci_high": high, f"{m}_seed_sd": seed_sd}
         summary["interval"] = text
     summary["val_accuracy_mean"] = chosen["val_accuracy"].mean()
-    layers = []
-    for layer, part in per_round.groupby("layer"):
-        row = key | {"layer": int(layer)}
-        for m in (*METRICS, "val_accuracy"):
-            row |= {f"{m}_mean": part[m].mean(),
-                    f"{m}_sd": part[m].std(ddof=1) if len(part) > 1 else np.nan}
-        layers.append(row | {"rounds_chosen": int((part["chosen"] > 0).sum()),
-                             "n_rounds": len(part)})
-    return pd.DataFrame([summary]), pd.DataFrame(layers)
+    return pd.DataFrame([summary]), layer_curves(runs)
 
 
 def _compare(dataset, probe, metric, a, b, relation, scores, n_test, n_train):
     difference = scores[a] - scores[b]
     n = len(difference)
     if n > 1:
-        se = np.sqrt((1 / n + n_test / n_train) * difference.var(ddof=1))
-        t = difference.mean() / se if se > 0 else np.inf
-        p = 2 * stats.t.sf(abs(t), n - 1)
-        half = stats.t.ppf(0.975, n - 1) * se
+        estimate = statistics.corrected_t(difference, n_test / n_train, bounds=(-1, 1))
+        low, high, p = estimate.low, estimate.high, estimate.p_value
         test = "paired t over rounds, Nadeau-Bengio corrected"
     else:
         se = np.sqrt(2 * 0.25 / n_test)
         p = 2 * stats.norm.sf(abs(difference.mean()) / se)
-        half, test = 1.96 * se, "paired bootstrap over test groups"
+        low, high = difference.mean() - 1.96 * se, difference.mean() + 1.96 * se
+        test = "paired bootstrap over test groups"
     return {"dataset": dataset, "probe": probe, "metric": metric, "model_a": a, "model_b": b,
             "relation": relation, "mean_a": scores[a].mean(), "mean_b": scores[b].mean(),
-            "difference": difference.mean(), "ci_low": difference.mean() - half,
-            "ci_high": difference.mean() + half, "p_value": p, "test": test, "n": n}
+            "difference": difference.mean(), "ci_low": low, "ci_high": high, "p_value": p,
+            "test": test, "n": n}
 
 
 def _comparisons(summary: pd.DataFrame, runs: pd.DataFrame, n_test: dict,

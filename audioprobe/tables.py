@@ -80,7 +80,8 @@ def summarize(runs: pd.DataFrame, headline: dict[str, str] | None = None,
         if n > 1:
             row["interval"] = (f"95% CI, Nadeau-Bengio corrected t (n_test/n_train = "
                                f"{ratio:.3g}), n={n} rounds")
-            intervals = {m: statistics.corrected_t(part[m].to_numpy(), ratio) for m in metrics}
+            intervals = {m: statistics.corrected_t(part[m].to_numpy(), ratio, bounds=(0, 1))
+                         for m in metrics}
         elif predictions and groups and case in predictions:
             row["interval"] = (f"95% CI, bootstrap over test groups ({statistics.RESAMPLES} "
                                "resamples), n=1 split")
@@ -106,8 +107,9 @@ def _rows(frame: pd.DataFrame, case: tuple) -> pd.Series:
 
 def layer_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Descriptive per-layer test scores (not a selection): one row per dataset x model x
-    probe x layer, mean and sd over rounds after averaging seeds within a round, and how many
-    rounds chose the layer."""
+    probe x layer, mean and sd over rounds after averaging seeds within a round, the 95%
+    Nadeau-Bengio corrected t interval over rounds (as the summary's; validation accuracy with
+    n_valid/n_train; NaN with one round), and how many rounds chose the layer."""
     metrics = [m for m in [*SCORES, "val_accuracy"] if m in runs]
     per_round = runs.groupby([*CASE, "layer", "fold"])[metrics].mean()
     per_round["chosen"] = runs.groupby([*CASE, "layer", "fold"])["chosen"].first().astype(bool)
@@ -116,6 +118,12 @@ def layer_curves(runs: pd.DataFrame) -> pd.DataFrame:
     out.columns = [f"{m}_{'sd' if s == 'std' else s}" for m, s in out.columns]
     out["rounds_chosen"] = grouped["chosen"].sum().astype(int)
     out["n_rounds"] = grouped.size()
+    sizes = runs.groupby([*CASE, "layer"])[["n_train", "n_valid", "n_test"]].mean()
+    for m in metrics:
+        held_out = sizes["n_valid" if m == "val_accuracy" else "n_test"]
+        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = statistics.corrected_t_limits(
+            out[f"{m}_mean"], out[f"{m}_sd"], out["n_rounds"], held_out / sizes["n_train"],
+            bounds=(0, 1))
     return out.reset_index()
 
 
@@ -227,7 +235,8 @@ def compare(runs: pd.DataFrame, summary: pd.DataFrame, models: dict[str, dict],
                 a_, b_ = score_a.loc[folds], score_b.loc[folds]
                 ratio = (pd.concat([a_, b_])["n_test"].mean()
                          / pd.concat([a_, b_])["n_train"].mean())
-                estimate = statistics.corrected_t((a_[metric] - b_[metric]).to_numpy(), ratio)
+                estimate = statistics.corrected_t((a_[metric] - b_[metric]).to_numpy(), ratio,
+                                                  bounds=(-1, 1))
                 means, test, n = (a_[metric].mean(), b_[metric].mean()), T_TEST, len(folds)
             elif predictions and groups:
                 means, estimate, n = _paired_bootstrap(predictions[dataset, a, probe],

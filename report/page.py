@@ -40,7 +40,6 @@ import seaborn as sns
 import yaml
 from IPython.display import HTML, Markdown, display
 from matplotlib.patches import Rectangle
-from scipy import stats
 
 from audioprobe import analysis as an
 from audioprobe import results
@@ -151,13 +150,6 @@ def fitted_limits(lows: list[float], highs: list[float]) -> tuple[float, float]:
     low, high = np.nanmin(lows), np.nanmax(highs)
     pad = max(0.06 * (high - low), 0.005)
     return low - pad, high + pad
-
-
-def band(mean: pd.Series, sd: pd.Series, n: pd.Series) -> pd.Series:
-    """Half-width of the 95% t interval of a mean over ``n`` rounds (NaN with one round)."""
-    n = n.astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
 
 
 # %% [markdown]
@@ -306,28 +298,28 @@ def layer_figure(dataset: str) -> None:
                             & (rows["layer"] >= 0)].sort_values("layer")
                 if part.empty:
                     continue
-                mean, sd = part[f"{column}_mean"], part[f"{column}_sd"]
-                half = band(mean, sd, part["n_rounds"]).fillna(0)
+                mean = part[f"{column}_mean"]
+                low = part.get(f"{column}_ci_low", mean).fillna(mean)
+                high = part.get(f"{column}_ci_high", mean).fillna(mean)
                 colour = MODEL_COLOURS[model]
                 info = summary[(summary["model"] == model) & (summary["probe"] == probe)]
                 chosen = an.chosen_layers(info.iloc[0]) if len(info) else []
                 n = run.n_layers(model)
                 if n == 1:
                     line = ax.axhline(mean.iloc[0], color=colour, linestyle="--", linewidth=2)
-                    ax.axhspan(mean.iloc[0] - half.iloc[0], mean.iloc[0] + half.iloc[0],
-                               color=colour, alpha=0.12)
+                    ax.axhspan(low.iloc[0], high.iloc[0], color=colour, alpha=0.12)
                     text = f"{model} (single layer, reference line)"
                 else:
                     depth = part["layer"] / (n - 1)
                     line, = ax.plot(depth, mean, color=colour, marker="o", markersize=3.5)
-                    ax.fill_between(depth, mean - half, mean + half, color=colour, alpha=0.15)
+                    ax.fill_between(depth, low, high, color=colour, alpha=0.15)
                     modal = part[part["layer"] == int(info.iloc[0]["modal_layer"])]
                     ax.plot(modal["layer"] / (n - 1), modal[f"{column}_mean"], marker="*",
                             markersize=14, color=colour, markeredgecolor="black",
                             linestyle="none")
                     text = f"{model}: chosen layers {', '.join(map(str, chosen))}"
-                lows += list(mean - half)
-                highs += list(mean + half)
+                lows += list(low)
+                highs += list(high)
                 if c == 0:
                     handles.append((line, text))
             for wprobe in WEIGHTED_PROBES:
@@ -352,7 +344,7 @@ def layer_figure(dataset: str) -> None:
     fig.tight_layout()
     show(fig, f"{dataset}-layers",
          f"{dataset}: validation (left) and test (right) score by relative depth, mean over "
-         "rounds with 95% bands; look for where each model peaks and whether the validation "
+         "rounds with 95% Nadeau-Bengio corrected t bands; look for where each model peaks and whether the validation "
          "peak, where the layer is chosen, matches the test peak.",
          f"{dataset}: line charts of validation and test score against relative depth per model")
 

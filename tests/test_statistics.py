@@ -10,8 +10,8 @@ from scipy import stats
 
 from audioprobe import statistics
 from audioprobe.probes.metrics import scores, scores_from_counts
-from audioprobe.tables import (compare, comparison_pairs, headline_metric, resampled_scores,
-                               summarize)
+from audioprobe.tables import (compare, comparison_pairs, headline_metric, layer_curves,
+                               resampled_scores, summarize)
 
 
 def test_corrected_t_is_students_t_widened_by_the_nadeau_bengio_factor():
@@ -125,6 +125,14 @@ def test_summary_averages_seeds_within_a_round_before_the_interval():
                                "n=5 rounds")
     assert row["accuracy_seed_sd"] == pytest.approx(
         runs.groupby("fold")["accuracy"].std().mean())
+    (curve,) = layer_curves(runs).to_dict("records")
+    assert (curve["accuracy_ci_low"], curve["accuracy_ci_high"]) == pytest.approx(
+        (row["accuracy_ci_low"], row["accuracy_ci_high"]))  # one layer: the same rounds
+    # validation: the same correction with n_valid / n_train
+    val = statistics.corrected_t(runs.groupby("fold")["val_accuracy"].mean().to_numpy(),
+                                 100 / 300, bounds=(0, 1))
+    assert (curve["val_accuracy_ci_low"], curve["val_accuracy_ci_high"]) == pytest.approx(
+        (val.low, val.high))
 
 
 def test_comparisons_find_a_known_difference_and_not_a_null():
@@ -226,3 +234,12 @@ def test_bootstrap_of_a_metric_undefined_on_every_resample_is_nan():
     NaN too, not an error that stops the summary of every other dataset."""
     estimate = statistics.bootstrap(np.nan, np.full(100, np.nan))
     assert np.isnan(estimate.low) and np.isnan(estimate.high) and np.isnan(estimate.p_value)
+
+
+def test_corrected_t_limits_stay_within_what_a_score_can_be():
+    values = np.array([0.9, 1.0, 0.95, 1.0, 0.85])
+    free = statistics.corrected_t(values, 1 / 3)
+    assert free.high > 1  # the symmetric interval reaches past a perfect score
+    bounded = statistics.corrected_t(values, 1 / 3, bounds=(0, 1))
+    assert (bounded.mean, bounded.low, bounded.high) == (free.mean, free.low, 1.0)
+    assert bounded.p_value == free.p_value
