@@ -143,7 +143,18 @@ class Counting:
 
     def __init__(self, encoder, batch_size: int, max_samples: float) -> None:
         self.encoder, self.batch_size, self.max_samples = encoder, batch_size, max_samples
-        self.rows = self.capacity = 0
+        self.lengths: list[torch.Tensor] = []
+
+    def fill(self) -> float:
+        """Rows per forward over the rows each could hold, since the last ``reset`` (read after
+        timing: it waits for the device)."""
+        rows = sum(len(n) for n in self.lengths)
+        capacity = sum(min(self.batch_size, self.max_samples // int(n.max()))
+                       for n in self.lengths)
+        return rows / capacity
+
+    def reset(self) -> None:
+        self.lengths = []
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "encoder":
@@ -155,8 +166,7 @@ class Counting:
         return self
 
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        self.rows += len(lengths)
-        self.capacity += int(min(self.batch_size, self.max_samples // int(lengths.max())))
+        self.lengths.append(lengths)  # no host sync while timing
         return self.encoder(batch, lengths)
 
 
@@ -268,11 +278,11 @@ def main() -> None:
                 "c": lambda: pipeline(paths, encoder, tmp / "store.h5", args)}
         for _ in range(args.repeats):
             for m, run in runs.items():
-                encoder.rows = encoder.capacity = 0
+                encoder.reset()
                 elapsed, clips = timed(run, memory[m])
                 if m not in times or elapsed < times[m][0]:
                     times[m] = elapsed, clips
-                fills[m] = encoder.rows / encoder.capacity
+                fills[m] = encoder.fill()
     name = {"a": "a seed loop (bs 1, last layer)",
             "b": f"b bare model (bs {args.batch_size}, best of {args.repeats})",
             "c": f"c pipeline ({args.workers} workers, best of {args.repeats})"}
