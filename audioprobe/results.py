@@ -19,6 +19,7 @@ import pandas as pd
 from audioprobe.features.store import Store, open_store
 from audioprobe.joblog import read_run_details
 from audioprobe.rendering import INPUTS_VARIABLE
+from audioprobe.tables import read_predictions
 
 
 
@@ -65,9 +66,7 @@ class Run:
     def predictions_of(self, dataset: str, model: str, probe: str) -> pd.DataFrame:
         """Test predictions at each round's chosen layer, every round and seed (ids and labels
         such as "NA" kept as text)."""
-        return pd.read_csv(self.predictions[dataset, model, probe],
-                           dtype={"clip_id": str, "label": str, "prediction": str},
-                           keep_default_na=False, na_values={"loss": ["", "nan", "NaN"]})
+        return read_predictions(self.predictions[dataset, model, probe])
 
     def n_layers(self, model: str) -> int:
         """Layers of a model (1 for a single-layer model such as log-mel)."""

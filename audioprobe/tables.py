@@ -278,14 +278,20 @@ def _paired_bootstrap(pred_a: pd.DataFrame, pred_b: pd.DataFrame, groups: pd.Ser
     return (point[0], point[1]), estimate, len(names)
 
 
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions table, ids and labels kept as text (a label such as "NA" or "None" is a
+    class, not a missing value)."""
+    return pd.read_csv(path, dtype={"clip_id": str, "label": str, "prediction": str},
+                       keep_default_na=False, na_values={"loss": ["", "nan", "NaN"]})
+
+
 def read_inputs(runs: list[str], predictions: list[str], manifests: list[str]
                 ) -> tuple[pd.DataFrame, dict, dict]:
     """The runs (concatenated), the test predictions by (dataset, model, probe), and from the
     manifests (``results/manifests/{dataset}.csv``) each dataset's headline metric and clip
     groups, as keyword arguments of :func:`summarize`."""
     table = pd.concat([pd.read_csv(p) for p in runs], ignore_index=True)
-    by_case = {(Path(p).parts[-3], Path(p).parts[-2], Path(p).stem):
-               pd.read_csv(p, dtype={"clip_id": str, "label": str, "prediction": str})
+    by_case = {(Path(p).parts[-3], Path(p).parts[-2], Path(p).stem): read_predictions(p)
                for p in predictions}
     frames = {Path(p).stem: pd.read_csv(p, dtype={"clip_id": str, "label": str, "split": str,
                                                   "group": str}, keep_default_na=False,

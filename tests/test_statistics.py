@@ -11,7 +11,7 @@ from scipy import stats
 from audioprobe import statistics
 from audioprobe.probes.metrics import scores, scores_from_counts
 from audioprobe.tables import (compare, comparison_pairs, headline_metric, layer_curves,
-                               resampled_scores, summarize)
+                               read_predictions, resampled_scores, summarize)
 
 
 def test_corrected_t_is_students_t_widened_by_the_nadeau_bengio_factor():
@@ -243,3 +243,14 @@ def test_corrected_t_limits_stay_within_what_a_score_can_be():
     bounded = statistics.corrected_t(values, 1 / 3, bounds=(0, 1))
     assert (bounded.mean, bounded.low, bounded.high) == (free.mean, free.low, 1.0)
     assert bounded.p_value == free.p_value
+
+
+def test_predictions_keep_labels_pandas_would_read_as_missing(tmp_path):
+    path = tmp_path / "linear.csv"
+    path.write_text("clip_id,fold,seed,label,prediction,loss\n"
+                    "NA,1,0,None,NA,0.5\nc2,1,0,NA,None,\n")
+    table = read_predictions(path)
+    assert table["clip_id"].tolist() == ["NA", "c2"]
+    assert table["label"].tolist() == ["None", "NA"]
+    assert table["prediction"].tolist() == ["NA", "None"]
+    assert table["loss"].iloc[0] == 0.5 and np.isnan(table["loss"].iloc[1])

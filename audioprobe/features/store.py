@@ -39,6 +39,12 @@ class Store:
     def n_layers(self) -> int:
         return int(self.attrs["n_layers"])
 
+    @property
+    def dim(self) -> int:
+        """Dimensions of a layer's pooled vector (read from the header, not the data)."""
+        with h5py.File(self.path, "r") as f:
+            return int(f["features"].shape[2])
+
     def layer(self, index: int) -> np.ndarray:
         """Features of one layer, (clips, dim)."""
         with h5py.File(self.path, "r") as f:

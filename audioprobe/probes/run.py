@@ -101,7 +101,7 @@ def layer_groups(store: Store, arch: Architecture, n_clips: int) -> list[list[in
     """The layers trained together: all of them for the weighted probe, else ``layer_chunks``."""
     if arch.weighted:
         return [list(range(store.n_layers))]
-    return layer_chunks(store.n_layers, n_clips, store.layer(0).shape[1])
+    return layer_chunks(store.n_layers, n_clips, store.dim)
 
 
 def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int],
