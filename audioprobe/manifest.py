@@ -21,8 +21,10 @@ counts, into the ``{dataset}.notes.json`` written next to the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Collection
+import os
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,44 @@ def audit(df: pd.DataFrame, dataset: str, adapter: str, options: dict | None = N
         "class_counts": {name: {str(k): int(v) for k, v in c.items()}
                          for name, c in counts.items()},
     }
+
+
+def fingerprint(root: str | Path, listed: Iterable[str] = ()) -> str:
+    """What a manifest was read from, as one hash: a root file's content (a custom CSV), or the
+    name, size and modification time of every file under a root folder (index files and audio
+    alike), and the size and modification time of each ``listed`` file outside the root (the
+    audio a CSV lists). A changed, added or removed file changes it; "absent" for no root."""
+    root = Path(root)
+    if not root.exists():
+        return "absent"
+    digest = hashlib.sha256()
+    if root.is_file():
+        digest.update(root.read_bytes())
+    else:
+        for file in sorted(_files(root)):
+            stat = os.stat(file)
+            digest.update(f"{os.path.relpath(file, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+                          .encode())
+    inside = str(root.resolve()) + os.sep
+    for path in sorted(set(listed)):
+        if not path.startswith(inside):
+            try:
+                stat = os.stat(path)
+                state = f"{stat.st_size}\0{stat.st_mtime_ns}"
+            except OSError:
+                state = "missing"
+            digest.update(f"{path}\0{state}\n".encode())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _files(folder: Path) -> Iterable[str]:
+    """Every file under ``folder``, recursively (os.scandir: a stat-free walk)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=True):
+                yield from _files(Path(entry.path))
+            elif entry.is_file(follow_symlinks=True):
+                yield entry.path
 
 
 def write_audit(record: dict, path: str | Path) -> None:

@@ -1,6 +1,8 @@
 import csv
 import itertools
+import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakef
 from audioprobe.datasets import check_options
 from audioprobe.errors import OptionError
 from audioprobe.features.families import needs_gpu
+from audioprobe.manifest import fingerprint as manifest_fingerprint, read as read_manifest
 
 
 def validate_config():
@@ -27,9 +30,10 @@ def validate_config():
 validate_config()
 
 
-DATASETS = list(config["datasets"])
-MODELS = list(config["models"])
-PROBES = list(config["probes"])
+# In name order: what the jobs get (and the report shows) never depends on the config's key order.
+DATASETS = sorted(config["datasets"])
+MODELS = sorted(config["models"])
+PROBES = sorted(config["probes"])
 SHARD_SIZE = config["extraction"]["shard_size"]
 
 
@@ -67,6 +71,22 @@ def check_adapter_options():
 check_adapter_options()
 
 
+def canonical(value):
+    """``value`` with the keys of every mapping in it sorted: a param's value, and so whether
+    Snakemake sees it changed, then depends on the config's values and never on the order of
+    its keys (a config rewritten by a YAML dumper re-runs nothing)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def config_of(path):
+    """The config's entry at ``path`` (e.g. ``models/logmel``), with its keys sorted."""
+    return canonical(lookup(dpath=path, within=config))
+
+
 def dataset_root_input(wildcards):
     """What the manifest rule needs before it can read a dataset's root.
 
@@ -84,9 +104,44 @@ def dataset_root_input(wildcards):
     return []
 
 
+def dataset_source_stamp(name):
+    """A file whose modification time tells Snakemake that dataset ``name`` changed since its
+    manifest was read (an input of the manifest rule, so a newer one re-runs it).
+
+    The manifest job records the fingerprint of what it read (``manifest.fingerprint``: the
+    CSV or the root's files, and the audio files it lists) in the notes; here, before any job,
+    the data's fingerprint now is compared with it and the stamp rewritten when they differ. A
+    stamp, not a param, because a root a job downloads or generates only exists after the
+    workflow has been planned.
+    """
+    stamp = Path(f"resources/datasets/{name}.source")
+    notes = Path(f"results/manifests/{name}.notes.json")
+    manifest_csv = Path(f"results/manifests/{name}.csv")
+    recorded = None
+    if notes.is_file() and manifest_csv.is_file():
+        recorded = json.loads(notes.read_text()).get("fingerprint")
+    if recorded is not None:
+        listed = read_manifest(manifest_csv)["path"]
+        now = manifest_fingerprint(config["datasets"][name]["root"], listed)
+        if now != recorded:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(now + "\n")
+    if not stamp.exists():  # nothing known to have changed: older than any manifest
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text((recorded or "") + "\n")
+        os.utime(stamp, (0, 0))
+    return str(stamp)
+
+
+DATASET_SOURCES = {name: dataset_source_stamp(name) for name in DATASETS}
+
+
 def model_needs_gpu(wildcards):
     """Whether the model's family extracts on a GPU (neural encoders) or not (log-mel)."""
     return int(needs_gpu(lookup(dpath=f"models/{wildcards.model}", within=config)))
+
+
+STORED_EXTRACTION_SETTINGS = ("bad_audio", "max_clip_seconds", "max_seconds", "precision")
 
 
 def stored_extraction_settings():
@@ -96,10 +151,18 @@ def stored_extraction_settings():
     own. The other (runtime) settings only change how fast the same features come: extraction
     jobs read them from the config, so a change reruns nothing.
     """
-    return {
+    return {key: config["extraction"][key] for key in STORED_EXTRACTION_SETTINGS}
+
+
+def report_config():
+    """What the report reads of the config: every section but the extraction's runtime
+    settings, which change how fast the features come and nothing the report shows."""
+    sections = ("datasets", "models", "probes", "protocol")
+    extraction = {
         key: config["extraction"][key]
-        for key in ("precision", "max_seconds", "max_clip_seconds", "bad_audio")
+        for key in (*STORED_EXTRACTION_SETTINGS, "pooling", "shard_size")
     }
+    return canonical({key: config.get(key, {}) for key in sections} | {"extraction": extraction})
 
 
 def extract_threads(wildcards):
@@ -198,7 +261,8 @@ def workflow_jobs():
             "(add them to workflow_jobs in rules/common.smk)"
         )
     jobs = []
-    for name, spec in config["datasets"].items():
+    for name in DATASETS:
+        spec = config["datasets"][name]
         if spec.get("synthetic"):
             jobs.append(job_record("demo_dataset"))
         elif spec.get("download") is not None:

@@ -21,9 +21,7 @@ rule download_dataset:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        spec=lambda wildcards: lookup(
-            dpath=f"datasets/{wildcards.dataset}", within=config
-        ),
+        spec=lambda wildcards: config_of(f"datasets/{wildcards.dataset}"),
     script:
         "../scripts/download_dataset.py"
 
@@ -31,6 +29,7 @@ rule download_dataset:
 checkpoint manifest:
     input:
         root=dataset_root_input,
+        source=lambda wildcards: DATASET_SOURCES[wildcards.dataset],
     output:
         manifest="results/manifests/{dataset}.csv",
         notes="results/manifests/{dataset}.notes.json",
@@ -41,8 +40,6 @@ checkpoint manifest:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        spec=lambda wildcards: lookup(
-            dpath=f"datasets/{wildcards.dataset}", within=config
-        ),
+        spec=lambda wildcards: config_of(f"datasets/{wildcards.dataset}"),
     script:
         "../scripts/manifest.py"

@@ -8,7 +8,7 @@ rule fetch_model:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        spec=lambda wildcards: lookup(dpath=f"models/{wildcards.model}", within=config),
+        spec=lambda wildcards: config_of(f"models/{wildcards.model}"),
     script:
         "../scripts/fetch_model.py"
 

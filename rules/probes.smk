@@ -17,7 +17,7 @@ rule probe:
         mem_mb=8000,
         runtime=120,
     params:
-        spec=lambda wildcards: lookup(dpath=f"probes/{wildcards.probe}", within=config),
-        protocol=config["protocol"],
+        spec=lambda wildcards: config_of(f"probes/{wildcards.probe}"),
+        protocol=canonical(config["protocol"]),
     script:
         "../scripts/probe.py"

@@ -28,9 +28,6 @@ rule report:
         "../envs/audioprobe.yaml"
     params:
         files=report_files,
-        config={
-            key: config.get(key, {})
-            for key in ("datasets", "models", "probes", "protocol", "extraction")
-        },
+        config=report_config(),
     script:
         "../scripts/render_report.py"

@@ -44,6 +44,6 @@ rule comparisons:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        models=config["models"],
+        models=canonical(config["models"]),
     script:
         "../scripts/comparisons.py"

@@ -16,6 +16,8 @@ spec = snakemake.params.spec
 options = spec.get("options", {})
 table = build_manifest(spec["adapter"], spec["root"], options)
 record = manifest.audit(table, snakemake.wildcards.dataset, spec["adapter"], options)
+# What the manifest was read from: the workflow re-runs it when this no longer matches.
+record["fingerprint"] = manifest.fingerprint(spec["root"], table["path"])
 log.info("%s: %d clips; comparable with published results: %s", record["dataset"], len(table),
          record["comparable"])
 for note in record["notes"]:
