@@ -12,7 +12,10 @@ sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakef
 from audioprobe.datasets import check_options
 from audioprobe.errors import OptionError
 from audioprobe.features.families import needs_gpu
-from audioprobe.manifest import fingerprint as manifest_fingerprint, read as read_manifest
+from audioprobe.manifest import (
+    fingerprint as manifest_fingerprint,
+    read as read_manifest,
+)
 
 
 def validate_config():
@@ -141,7 +144,12 @@ def model_needs_gpu(wildcards):
     return int(needs_gpu(lookup(dpath=f"models/{wildcards.model}", within=config)))
 
 
-STORED_EXTRACTION_SETTINGS = ("bad_audio", "max_clip_seconds", "max_seconds", "precision")
+STORED_EXTRACTION_SETTINGS = (
+    "bad_audio",
+    "max_clip_seconds",
+    "max_seconds",
+    "precision",
+)
 
 
 def stored_extraction_settings():
@@ -162,7 +170,9 @@ def report_config():
         key: config["extraction"][key]
         for key in (*STORED_EXTRACTION_SETTINGS, "pooling", "shard_size")
     }
-    return canonical({key: config.get(key, {}) for key in sections} | {"extraction": extraction})
+    return canonical(
+        {key: config.get(key, {}) for key in sections} | {"extraction": extraction}
+    )
 
 
 def extract_threads(wildcards):
