@@ -34,6 +34,7 @@ from audioprobe.errors import LeakageError, ManifestError
 
 COLUMNS = ["clip_id", "path", "start", "end", "label", "fold", "split", "group"]
 SPLITS = ("train", "valid", "test")
+MIN_FOLDS = 3
 
 
 def make(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
@@ -92,13 +93,16 @@ def validate(df: pd.DataFrame, name: str = "manifest", check_files: bool = True)
         raise ManifestError(
             f"{name}: clip {row.clip_id} has split {row.split!r}; expected one of {SPLITS}"
         )
+    check_labels(df, name)
     kind = protocol(df)
     if kind == "splits":
-        absent = [s for s in ("train", "test") if not (df["split"] == s).any()]
-        if absent:
-            raise ManifestError(f"{name}: no clips in split(s) {absent}")
-    elif df["fold"].nunique() < 2:
-        raise ManifestError(f"{name}: cross-validation needs at least 2 folds")
+        check_splits(df, name)
+    else:
+        check_folds(df, name)
+    negative = (df["start"] < 0) | (df["end"] < 0)
+    if negative.any():
+        raise ManifestError(f"{name}: clip {df.loc[negative, 'clip_id'].iloc[0]} has a "
+                            "negative start or end; times are seconds from the file's start")
     segment = df["start"].notna() & df["end"].notna()
     if (df.loc[segment, "end"] <= df.loc[segment, "start"]).any():
         row = df[segment & (df["end"] <= df["start"])].iloc[0]
@@ -107,7 +111,66 @@ def validate(df: pd.DataFrame, name: str = "manifest", check_files: bool = True)
         for path in df["path"].unique():
             if not Path(path).is_file():
                 raise ManifestError(f"{name}: audio file not found: {path}")
+    check_same_audio(df, name)
     check_no_leakage(df, name, allowed=df.attrs.get("leakage_exceptions", {}))
+
+
+def check_labels(df: pd.DataFrame, name: str = "manifest") -> None:
+    """Refuse labels that differ only in case or surrounding whitespace (one class written two
+    ways) and a dataset of one class."""
+    labels = pd.Series(sorted(df["label"].unique()))
+    same = labels.groupby(labels.str.strip().str.casefold()).agg(list)
+    clash = same[same.str.len() > 1]
+    if len(clash):
+        raise ManifestError(f"{name}: labels {', '.join(map(repr, clash.iloc[0]))} differ only "
+                            "in case or surrounding whitespace; write each class one way")
+    if len(labels) < 2:
+        raise ManifestError(f"{name}: only one class ({labels.iloc[0]!r}); a probe needs at "
+                            "least two")
+
+
+def check_splits(df: pd.DataFrame, name: str = "manifest") -> None:
+    """Official splits: train and test present, and a validation split that can be given or
+    carved from at least two training groups."""
+    absent = [s for s in ("train", "test") if not (df["split"] == s).any()]
+    if absent:
+        raise ManifestError(f"{name}: no clips in split(s) {absent}")
+    if not (df["split"] == "valid").any() and df.loc[df["split"] == "train", "group"].nunique() < 2:
+        raise ManifestError(f"{name}: the training split has one group and there is no valid "
+                            "split: no group-disjoint validation can be carved from it")
+
+
+def check_folds(df: pd.DataFrame, name: str = "manifest") -> None:
+    """k-fold datasets: folds numbered from 1, at least 3 (round i tests on fold i, validates
+    on the next and trains on the rest)."""
+    if (df["fold"] < 1).any():
+        raise ManifestError(f"{name}: clip {df.loc[df['fold'] < 1, 'clip_id'].iloc[0]} has fold "
+                            f"{df.loc[df['fold'] < 1, 'fold'].iloc[0]}; folds are numbered from 1")
+    if df["fold"].nunique() < MIN_FOLDS:
+        raise ManifestError(f"{name}: cross-validation needs at least {MIN_FOLDS} folds (each round "
+                            f"tests on one, validates on the next and trains on the rest); "
+                            f"found {df['fold'].nunique()}")
+
+
+def same_audio(df: pd.DataFrame) -> pd.Series:
+    """One key per file or (path, start, end) segment: rows with one key hold the same audio."""
+    bound = {c: df[c].map(lambda v: "" if pd.isna(v) else f"{float(v)!r}") if c in df else ""
+             for c in ("start", "end")}
+    return df["path"] + "|" + bound["start"] + "|" + bound["end"]
+
+
+def check_same_audio(df: pd.DataFrame, name: str = "manifest") -> None:
+    """Refuse a file, or a (path, start, end) segment, listed twice in different groups: the
+    same audio on both sides of a split would pass the group check."""
+    key = same_audio(df)
+    groups = df["group"].groupby(key).nunique()
+    shared = groups[groups > 1]
+    if len(shared):
+        rows = df[key == shared.index[0]]
+        raise LeakageError(
+            f"{name}: {len(shared)} file(s) or segment(s) listed more than once in different "
+            f"groups, e.g. {rows['path'].iloc[0]} as clips {list(rows['clip_id'][:3])} in "
+            f"groups {sorted(rows['group'].unique())[:3]}; the same audio must share one group")
 
 
 def check_no_leakage(df: pd.DataFrame, name: str = "manifest",
@@ -142,7 +205,7 @@ def audit(df: pd.DataFrame, dataset: str, adapter: str, options: dict | None = N
         "adapter": adapter,
         "options": dict(options or {}),
         "comparable": bool(df.attrs.get("comparable", True)),
-        "notes": [str(note) for note in df.attrs.get("notes", [])],
+        "notes": [str(note) for note in df.attrs.get("notes", [])] + data_notes(df),
         "leakage_exceptions": dict(df.attrs.get("leakage_exceptions", {})),
         "class_counts": {name: {str(k): int(v) for k, v in c.items()}
                          for name, c in counts.items()},
@@ -185,6 +248,20 @@ def _files(folder: Path) -> Iterable[str]:
                 yield from _files(Path(entry.path))
             elif entry.is_file(follow_symlinks=True):
                 yield entry.path
+
+
+def data_notes(df: pd.DataFrame) -> list[str]:
+    """What a manifest's data hold that the results must be read with: labels of test clips
+    that no training clip has (a probe can never predict them)."""
+    if protocol(df) != "splits":
+        return []
+    unseen = sorted(set(df.loc[df["split"] == "test", "label"])
+                    - set(df.loc[df["split"] == "train", "label"]))
+    if not unseen:
+        return []
+    clips = int(df.loc[df["split"] == "test", "label"].isin(unseen).sum())
+    return [f"label(s) {', '.join(unseen)} in the test split but never in train: no probe can "
+            f"predict them, and their {clips} test clip(s) count as errors"]
 
 
 def write_audit(record: dict, path: str | Path) -> None:

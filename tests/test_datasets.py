@@ -370,10 +370,12 @@ AUDITS = {
     "speechcommands": (False, ["test set: testing_list.txt balanced", "train: 4 command",
                                "valid: 2 command", "test: 2 command", "_silence_: random 1 s"],
                        "valid", {"_silence_": 1, "up": 1, "yes": 1}),
-    "nsynth": (True, ["official valid split set aside"], "valid", {"bass": 1, "keyboard": 2}),
+    "nsynth": (True, ["official valid split set aside", "label(s) organ, string, vocal in the test"],
+               "valid", {"bass": 1, "keyboard": 2}),
     "librispeech": (True, ["utterance-level split"], "test", {"19": 1, "26": 1, "32": 1, "39": 2}),
     "icbhi": (True, ["patient 156: recordings in train (2)",
-                     "patient 218: recordings in train (1)"],
+                     "patient 218: recordings in train (1)",
+                     "label(s) wheeze in the test split but never in train"],
               "train", {"both": 1, "crackle": 1, "normal": 3}),
 }
 

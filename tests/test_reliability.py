@@ -8,9 +8,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
+import soundfile as sf
 import yaml
 
+from audioprobe import manifest
+from audioprobe.datasets import build_manifest
+from audioprobe.errors import AudioprobeError
 from tests.conftest import copy_workflow, snakemake
 
 
@@ -76,3 +82,77 @@ def test_an_edited_dataset_re_runs_its_manifest_and_what_follows(tmp_path):
     assert re.search(r"^manifest\s+1$", plan(folder, store), re.M)
     snakemake(folder, "results/manifests/demo.csv", "--cores", "1")
     assert len(pd.read_csv(folder / "results/manifests/demo.csv")) == len(table) + 6
+
+
+def custom_csv(folder: Path, rows: list[str], header: str = "path,label,fold,group") -> Path:
+    """A custom CSV over short tones a.wav ... f.wav in ``folder``."""
+    for name in "abcdef":
+        sf.write(folder / f"{name}.wav", np.sin(np.arange(1600) / 5).astype(np.float32), 16000)
+    csv = folder / "data.csv"
+    csv.write_text("\n".join([header, *rows]) + "\n" if header or rows else "")
+    return csv
+
+
+
+
+REFUSED = {
+    "same file in two groups": ([f"{'abcdef'[i % 6]}.wav,c{i % 6 % 2},{1 + i % 3},g{i},x{i}"
+                                 for i in range(9)], "path,label,fold,group,clip_id",
+                                "listed more than once in different groups"),
+    "labels differing in case": ([f"{'abcdef'[i]}.wav,{lab},{1 + i % 3},g{i}" for i, lab in
+                                  enumerate(["class0", "CLASS0", "class1", "class0 ", "class1",
+                                             "class1"])], "path,label,fold,group",
+                                 "differ only in case or surrounding whitespace"),
+    "one class": ([f"{'abcdef'[i]}.wav,dog,{1 + i % 3},g{i}" for i in range(6)],
+                  "path,label,fold,group", "only one class ('dog')"),
+    "negative start": ([f"{'abcdef'[i]}.wav,c{i % 2},{1 + i % 3},g{i},{-0.05 if i == 2 else 0}"
+                        for i in range(6)], "path,label,fold,group,start",
+                       "negative start or end"),
+    "two folds": ([f"{'abcdef'[i]}.wav,c{i % 2},{1 + i % 2},g{i}" for i in range(6)],
+                  "path,label,fold,group", "needs at least 3 folds"),
+    "fold 0": ([f"{'abcdef'[i]}.wav,c{i % 2},{i % 3},g{i}" for i in range(6)],
+               "path,label,fold,group", "folds are numbered from 1"),
+    "one training group": ([f"{'abcdef'[i]}.wav,c{i % 2},{'train' if i < 4 else 'test'},"
+                            f"{'g' if i < 4 else i}" for i in range(6)],
+                           "path,label,split,group", "the training split has one group"),
+    "fractional fold": ([f"{'abcdef'[i]}.wav,c{i % 2},{1.5 if i == 3 else 1 + i % 3},g{i}"
+                         for i in range(6)], "path,label,fold,group",
+                        "row 5: fold '1.5' is not a whole number"),
+    "textual fold": ([f"{'abcdef'[i]}.wav,c{i % 2},{'one' if i == 0 else 1 + i % 3},g{i}"
+                      for i in range(6)], "path,label,fold,group",
+                     "row 2: fold 'one' is not a whole number"),
+    "empty file": ([], "", "empty file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_manifest_that_cannot_be_probed_is_refused_in_one_line(tmp_path, case):
+    rows, header, message = REFUSED[case]
+    csv = custom_csv(tmp_path, rows, header)
+    with pytest.raises(AudioprobeError, match=re.escape(message)) as error:
+        build_manifest("custom", csv)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("n_folds", [0, 1, 2])
+def test_fewer_than_three_folds_are_refused(tmp_path, n_folds):
+    csv = custom_csv(tmp_path, [f"{'abcdef'[i]}.wav,c{i % 2}" for i in range(6)], "path,label")
+    with pytest.raises(AudioprobeError, match="n_folds is .*at least 3 folds"):
+        build_manifest("custom", csv, {"n_folds": n_folds})
+
+
+def test_the_same_file_without_groups_shares_one_group(tmp_path):
+    rows = [f"{'abcdef'[i % 6]}.wav,c{i % 6 % 2},x{i}" for i in range(12)]
+    df = build_manifest("custom", custom_csv(tmp_path, rows, "path,label,clip_id"),
+                        {"n_folds": 3})
+    assert df.groupby("path")["group"].nunique().eq(1).all()
+    assert df.groupby("path")["fold"].nunique().eq(1).all()
+
+
+def test_a_test_label_never_trained_is_noted(tmp_path):
+    rows = [f"{'abcdef'[i]}.wav,{'c2' if i == 5 else f'c{i % 2}'},"
+            f"{'train' if i < 4 else 'test'},g{i}" for i in range(6)]
+    df = build_manifest("custom", custom_csv(tmp_path, rows, "path,label,split,group"))
+    notes = manifest.audit(df, "d", "custom")["notes"]
+    assert notes == ["label(s) c2 in the test split but never in train: no probe can predict "
+                     "them, and their 1 test clip(s) count as errors"]

@@ -37,8 +37,13 @@ def build(root: Path, n_folds: int = 5, seed: int = 0) -> pd.DataFrame:
 def _from_csv(csv: Path) -> pd.DataFrame:
     # Text is read as written: pandas' default would turn labels or groups such as "NA" or
     # "None" into NaN (and then one class "nan"); only empty numeric cells are missing.
-    table = pd.read_csv(csv, dtype={"label": str, "group": str, "split": str, "clip_id": str},
-                        keep_default_na=False, na_values={c: [""] for c in NUMERIC})
+    try:
+        table = pd.read_csv(csv, dtype={"label": str, "group": str, "split": str,
+                                        "clip_id": str, **{c: str for c in NUMERIC}},
+                            keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise LayoutError(f"{csv}: empty file; expected a header line (path,label,...) and one "
+                          "row per clip") from None
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise LayoutError(f"{csv}: missing required column(s) {sorted(missing)}")
@@ -46,13 +51,31 @@ def _from_csv(csv: Path) -> pd.DataFrame:
     if unknown:
         raise LayoutError(f"{csv}: unknown column(s) {sorted(unknown)}; allowed: path, label, "
                           f"clip_id, {', '.join(OPTIONAL)}")
+    for column in NUMERIC:
+        if column in table:
+            table[column] = _numbers(table[column], column, csv, whole=column == "fold")
     table["path"] = [str((csv.parent / p).resolve()) for p in table["path"]]
     if "clip_id" not in table:
         table["clip_id"] = [
             Path(p).stem if "start" not in table or pd.isna(s) else f"{Path(p).stem}_{s:g}"
             for p, s in zip(table["path"], table.get("start", [None] * len(table)))
         ]
+    if "group" not in table:  # the same file or segment listed twice is one group
+        table["group"] = table.groupby(manifest.same_audio(table))["clip_id"].transform("first")
     return table
+
+
+def _numbers(cells: pd.Series, column: str, csv: Path, whole: bool) -> pd.Series:
+    """A numeric column read as text: empty cells missing, anything else a (whole) number, or
+    a LayoutError naming the row."""
+    given = cells.str.strip() != ""
+    values = pd.to_numeric(cells.where(given), errors="coerce")
+    bad = (values.isna() & given) | (values.notna() & (values % 1 != 0) & whole)
+    if bad.any():
+        row = int(bad.idxmax())
+        kind = "a whole number" if whole else "a number"
+        raise LayoutError(f"{csv}: row {row + 2}: {column} {cells[row]!r} is not {kind}")
+    return values
 
 
 def _from_folders(root: Path) -> pd.DataFrame:
@@ -69,6 +92,9 @@ def _from_folders(root: Path) -> pd.DataFrame:
 
 def assign_folds(df: pd.DataFrame, n_folds: int, seed: int) -> pd.Series:
     """Stratified folds (1..n_folds) that keep every group within one fold."""
+    if n_folds < manifest.MIN_FOLDS:
+        raise LayoutError(f"n_folds is {n_folds}; cross-validation needs at least "
+                          f"{manifest.MIN_FOLDS} folds")
     n_groups = df["group"].nunique()
     if n_groups < n_folds:
         raise LayoutError(f"only {n_groups} groups; cannot make {n_folds} group-disjoint folds")
