@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
@@ -30,6 +31,50 @@ def validate_config():
         raise WorkflowError(f"config: {where}: {detail.message}") from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise WorkflowError(
+                    f"config: {key}: given twice in one mapping "
+                    f"({Path(node.start_mark.name).name}, line {key_node.start_mark.line + 1}); "
+                    "the first would be dropped without a word"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_duplicate_keys():
+    """Stop when a config file gives a key twice in one mapping (e.g. two ``models:`` blocks)."""
+    for path in dict.fromkeys(map(str, workflow.configfiles)):
+        if Path(path).is_file():
+            with open(path) as text:
+                yaml.load(text, Loader=UniqueKeyLoader)
+
+
+PROBE_OPTIONS = ("hidden", "dropout", "batch_norm")
+
+
+def check_probe_options():
+    """Stop when a linear or weighted probe is given mlp options it would ignore (run before
+    the schema fills in their defaults)."""
+    probes = config.get("probes")
+    for name, spec in (probes.items() if isinstance(probes, dict) else ()):
+        if isinstance(spec, dict) and spec.get("kind") in ("linear", "weighted"):
+            for key in PROBE_OPTIONS:
+                if key in spec:
+                    raise WorkflowError(
+                        f"config: probes.{name}.{key}: only an mlp probe takes {key}; a "
+                        f"{spec['kind']} probe would ignore it"
+                    )
+
+
+check_duplicate_keys()
+check_probe_options()
 validate_config()
 
 

@@ -12,12 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from audioprobe import manifest
 from audioprobe.datasets import build_manifest
 from audioprobe.errors import AudioprobeError
-from tests.conftest import copy_workflow, snakemake
+from audioprobe.features.extract import resolve_device
+from tests.conftest import REPO, copy_workflow, snakemake
+from tests.test_config import base, config_error, dry_run_with
 
 
 def finished_copy(demo_run: Path, dest: Path) -> Path:
@@ -156,3 +159,76 @@ def test_a_test_label_never_trained_is_noted(tmp_path):
     notes = manifest.audit(df, "d", "custom")["notes"]
     assert notes == ["label(s) c2 in the test split but never in train: no probe can predict "
                      "them, and their 1 test clip(s) count as errors"]
+
+
+def refusal(workflow: Path, change) -> str:
+    """The one ``config:`` line a dry run with the demo config, changed by ``change``, stops on."""
+    config = base()
+    change(config)
+    return config_error(dry_run_with(workflow, config))
+
+
+CONFIG_REFUSALS = {
+    "dropout 1": (lambda c: c["probes"]["mlp"].update(dropout=1.0),
+                  "config: probes.mlp.dropout: 1.0 is greater than or equal to the maximum of 1"),
+    "no hidden layer": (lambda c: c["probes"]["mlp"].update(hidden=[]),
+                        "config: probes.mlp.hidden: [] should be non-empty"),
+    "hidden on linear": (lambda c: c["probes"]["linear"].update(hidden=[64]),
+                         "config: probes.linear.hidden: only an mlp probe takes hidden"),
+    "dropout on weighted": (lambda c: c["probes"].update(w={"kind": "weighted", "dropout": 0.1}),
+                            "config: probes.w.dropout: only an mlp probe takes dropout"),
+    "batch_norm on linear": (lambda c: c["probes"]["linear"].update(batch_norm=True),
+                             "config: probes.linear.batch_norm: only an mlp probe takes"),
+    "md5 without url": (lambda c: c["datasets"]["demo"].update(download={"md5": "0" * 32}),
+                        "config: datasets.demo.download: 'url' is a dependency of 'md5'"),
+    "sample rate": (lambda c: c["models"]["logmel"].update(sample_rate=1_000_000_000),
+                    "config: models.logmel.sample_rate: 1000000000 is greater than the maximum "
+                    "of 192000"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_REFUSALS))
+def test_a_setting_that_would_silently_break_a_run_is_refused(tmp_path, case):
+    change, message = CONFIG_REFUSALS[case]
+    assert refusal(copy_workflow(tmp_path), change).startswith(message)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    workflow = copy_workflow(tmp_path)
+    text = (workflow / "config.yaml").read_text()
+    (workflow / "twice.yaml").write_text(text + "\nmodels:\n  logmel: {family: logmel}\n")
+    result = snakemake(workflow, "-n", "--cores", "1", "--configfile", "twice.yaml", check=False)
+    assert result.returncode != 0
+    line = config_error(result.stdout + result.stderr)
+    assert line.startswith("config: models: given twice in one mapping (twice.yaml, line ")
+
+
+def numeric_settings(schema: dict, where: str = "") -> dict[str, dict]:
+    """Every numeric setting of the schema (array items and oneOf branches too), by key."""
+    found = {}
+    if schema.get("type") in ("integer", "number"):
+        found[where] = schema
+    for key, sub in schema.get("properties", {}).items():
+        found |= numeric_settings(sub, f"{where}.{key}".strip("."))
+    for sub in [schema.get("additionalProperties"), schema.get("items"),
+                *schema.get("oneOf", [])]:
+        if isinstance(sub, dict):
+            found |= numeric_settings(sub, where)
+    return found
+
+
+def test_every_numeric_setting_has_a_range():
+    schema = yaml.safe_load((REPO / "config.schema.yaml").read_text())
+    numbers = numeric_settings(schema)
+    assert len(numbers) >= 18
+    for key, spec in numbers.items():
+        assert {"minimum", "exclusiveMinimum"} & set(spec), key
+        assert {"maximum", "exclusiveMaximum"} & set(spec), key
+
+
+def test_device_cuda_without_a_gpu_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(AudioprobeError, match="extraction.device is cuda, but this job sees no "
+                                              "GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from audioprobe.errors import AudioError
+from audioprobe.errors import AudioError, AudioprobeError
 from audioprobe.features import audio
 from audioprobe.features.store import finalize
 from audioprobe.settings import ExtractionSettings
@@ -408,6 +408,9 @@ def resolve_device(device: str) -> torch.device:
     """The torch device of a ``device`` setting (auto: a GPU when there is one)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AudioprobeError(f"extraction.device is {device}, but this job sees no GPU (torch "
+                              "finds no CUDA device); use auto or cpu, or run it on a GPU node")
     return torch.device(device)
 
 
