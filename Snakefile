@@ -29,3 +29,5 @@ rule all:
         "results/tables/summary.csv",
         "results/tables/comparisons.csv",
         "results/report/report.html",
+        # the stores too: one removed as unreadable (rules/common.smk) is built again
+        all_stores(),

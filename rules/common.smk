@@ -1,4 +1,5 @@
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -6,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+import h5py
 import yaml
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
@@ -184,6 +187,47 @@ def dataset_source_stamp(name):
 DATASET_SOURCES = {name: dataset_source_stamp(name) for name in DATASETS}
 
 
+def checkpoint_state(wildcards):
+    """Name, size and modification time of a model's local checkpoint files (a file or a
+    folder), cheap to read before every run: a param of fetch_model, so a checkpoint changed in
+    place is fetched (hashed) anew and everything after re-runs. "" for a hub id or none.
+    """
+    spec = config["models"][wildcards.model]
+    path = Path(spec.get("checkpoint", "")).expanduser()
+    if "checkpoint" not in spec or not path.exists():
+        return ""
+    files = (
+        [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    )
+    state = "\n".join(
+        f"{f.relative_to(path) if f != path else f.name}:{f.stat().st_size}:"
+        f"{f.stat().st_mtime_ns}"
+        for f in files
+    )
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def remove_unreadable_stores():
+    """Remove a finished feature store that no longer reads (truncated, overwritten, a disk
+    error), so that it is built again instead of failing every probe job after it. A store is
+    renamed into place only when complete, so one that does not open was damaged since.
+    """
+    for store in all_stores():
+        if not Path(store).is_file():
+            continue
+        try:
+            with h5py.File(store, "r") as f:
+                readable = bool(f.attrs.get("complete")) and "features" in f
+                reason = "not marked complete"
+        except OSError as error:
+            readable, reason = False, " ".join(str(error).split())
+        if not readable:
+            logger.warning(
+                f"{store} is unreadable ({reason}): removed, to be built again"
+            )
+            Path(store).unlink()
+
+
 def model_needs_gpu(wildcards):
     """Whether the model's family extracts on a GPU (neural encoders) or not (log-mel)."""
     return int(needs_gpu(lookup(dpath=f"models/{wildcards.model}", within=config)))
@@ -275,6 +319,9 @@ def all_stores():
     return expand(
         "results/features/{dataset}/{model}.h5", dataset=DATASETS, model=MODELS
     )
+
+
+remove_unreadable_stores()
 
 
 def job_record(rule, **wildcards):

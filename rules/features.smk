@@ -9,6 +9,7 @@ rule fetch_model:
         "../envs/audioprobe.yaml"
     params:
         spec=lambda wildcards: config_of(f"models/{wildcards.model}"),
+        checkpoint=checkpoint_state,
     script:
         "../scripts/fetch_model.py"
 

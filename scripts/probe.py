@@ -10,6 +10,7 @@ torch_env.apply()
 
 import torch
 
+from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import read_card
 from audioprobe.features.store import open_store
 from audioprobe.joblog import to_file
@@ -20,6 +21,9 @@ from audioprobe.settings import ProtocolSettings
 to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 store = open_store(snakemake.input.store)
+if store.meta.empty:
+    raise AudioprobeError(f"{snakemake.input.store}: no usable clip, every clip was rejected "
+                          "(the reasons are in the rejected table beside it)")
 runs, predictions, probes = probe_store(
     store,
     snakemake.wildcards.probe,

@@ -4,10 +4,14 @@ its manifest and everything after it."""
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,9 +22,21 @@ import yaml
 from audioprobe import manifest
 from audioprobe.datasets import build_manifest
 from audioprobe.errors import AudioprobeError
-from audioprobe.features.extract import resolve_device
+from audioprobe.features import extract as extract_module
+from audioprobe.features import store as store_module
+from audioprobe.features.extract import extract, resolve_device
+from audioprobe.features.families import fetch, load_encoder
+from audioprobe.features.families.logmel import LogMelEncoder
+from audioprobe.features.store import merge, open_store
+from audioprobe.probes.label import label
+from audioprobe.settings import ExtractionSettings
 from tests.conftest import REPO, copy_workflow, snakemake
 from tests.test_config import base, config_error, dry_run_with
+
+
+TINY_HUBERT = {"model_type": "hubert", "hidden_size": 32, "num_hidden_layers": 2,
+               "num_attention_heads": 2, "intermediate_size": 64, "conv_dim": [32] * 7,
+               "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
 
 
 def finished_copy(demo_run: Path, dest: Path) -> Path:
@@ -232,3 +248,127 @@ def test_device_cuda_without_a_gpu_is_one_line(monkeypatch):
                                               "GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def extract_to(clips: pd.DataFrame, out: Path) -> pd.DataFrame:
+    return extract(clips, LogMelEncoder(), out, attrs={"model": "logmel"},
+                   settings=ExtractionSettings.from_config(num_workers=0))
+
+
+def test_a_shard_of_unusable_clips_records_skips_and_merges(tmp_path):
+    (tmp_path / "text.wav").write_text("not audio")
+    (tmp_path / "folder.wav").mkdir()
+    bad = manifest.make([{"clip_id": name, "path": str(tmp_path / f"{name}.wav"), "label": "x",
+                          "fold": 1} for name in ("text", "folder", "missing")])
+    rejected = extract_to(bad, tmp_path / "0.h5")
+    reasons = dict(zip(rejected["clip_id"], rejected["reason"]))
+    assert reasons["text"].startswith("unreadable audio")
+    assert reasons["folder"] == f"a folder, not a file: {tmp_path / 'folder.wav'}"
+    assert reasons["missing"] == f"no such file: {tmp_path / 'missing.wav'}"
+    empty = open_store(tmp_path / "0.h5")
+    assert len(empty.meta) == 0 and empty.n_layers == 1
+    sf.write(tmp_path / "good.wav", np.sin(np.arange(8000) / 3).astype(np.float32), 16000)
+    good = manifest.make([{"clip_id": "good", "path": str(tmp_path / "good.wav"), "label": "x",
+                           "fold": 1}])
+    extract_to(good, tmp_path / "1.h5")
+    merge([tmp_path / "0.h5", tmp_path / "1.h5"], tmp_path / "all.h5")
+    merged = open_store(tmp_path / "all.h5")
+    assert list(merged.meta["clip_id"]) == ["good"]
+    np.testing.assert_array_equal(merged.layer(0), open_store(tmp_path / "1.h5").layer(0))
+    merge([tmp_path / "0.h5"], tmp_path / "none.h5")  # a dataset of unusable clips only
+    assert len(open_store(tmp_path / "none.h5").meta) == 0
+
+
+def test_a_failed_write_leaves_no_temporary_store(tmp_path, monkeypatch):
+    sf.write(tmp_path / "a.wav", np.sin(np.arange(8000) / 3).astype(np.float32), 16000)
+    clips = manifest.make([{"clip_id": "a", "path": str(tmp_path / "a.wav"), "label": "x",
+                            "fold": 1}])
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_write_meta", full)  # while the store is finalised
+    with pytest.raises(OSError, match="No space left"):
+        extract_to(clips, tmp_path / "s.h5")
+    monkeypatch.undo()
+    monkeypatch.setattr(extract_module.ChunkWriter, "flush", full)  # while clips are written
+    with pytest.raises(OSError, match="No space left"):
+        extract_to(clips, tmp_path / "s.h5")
+    monkeypatch.undo()
+    extract_to(clips, tmp_path / "s.h5")
+    monkeypatch.setattr(store_module, "_write_meta", full)
+    with pytest.raises(OSError, match="No space left"):
+        merge([tmp_path / "s.h5"], tmp_path / "m.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "s.h5"]
+
+
+def probe_file(demo_run: Path) -> Path:
+    return demo_run / "results/probes/demo/logmel/linear.pt"
+
+
+def test_label_records_a_skip_for_every_unusable_file(demo_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio")
+    paths = [str(tmp_path), str(tmp_path / "notes.txt"), str(tmp_path / "gone.wav")]
+    table = label(paths, probe_file(demo_run))
+    assert list(table["file"]) == paths and (table["rank"] == 0).all()
+    assert list(table["skipped"]) == [f"a folder, not a file: {tmp_path}",
+                                      table["skipped"][1], f"no such file: {tmp_path / 'gone.wav'}"]
+    assert table["skipped"][1].startswith("unreadable audio")
+
+
+def test_label_refuses_what_is_not_a_probe_in_one_line(demo_run, tmp_path):
+    wav = demo_run / "resources/datasets/demo/audio/chirp_up-f1-s0-t0.wav"
+    weights = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(2)}, weights)
+    for probe, message in [(demo_run / "results/tables/summary.csv", "not a probe file"),
+                           (demo_run / "results/probes", "a folder, not a probe file"),
+                           (weights, "not a probe file of audioprobe")]:
+        result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", str(probe),
+                                 str(wav)], capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"audioprobe: {probe}: {message}"), result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+def test_a_changed_local_checkpoint_is_fetched_again_and_refused_by_its_old_card(tmp_path):
+    built = fetch("built", {"family": "transformers", "architecture": TINY_HUBERT,
+                            "random_weights": True}, tmp_path / "models")
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(built["path"], checkpoint)
+    card = fetch("local", {"family": "transformers", "checkpoint": str(checkpoint)},
+                 tmp_path / "models")
+    load_encoder(card)
+    # the checkpoint folder replaced by another checkpoint of the same shapes
+    other = fetch("other", {"family": "transformers", "architecture": TINY_HUBERT | {
+        "hidden_act": "relu"}, "random_weights": True}, tmp_path / "models")
+    shutil.rmtree(checkpoint)
+    shutil.copytree(other["path"], checkpoint)
+    with pytest.raises(AudioprobeError, match=r"model local: the weights at .* are sha256:\w+, "
+                                              r"not sha256:\w+ as when its card was written"):
+        load_encoder(card)
+    assert fetch("local", {"family": "transformers", "checkpoint": str(checkpoint)},
+                 tmp_path / "models")["revision"] != card["revision"]
+    # the workflow fetches it again (and so re-extracts) when the folder changes
+    workflow = copy_workflow(tmp_path / "workflow")
+    config = base()
+    config["models"] = {"local": {"family": "transformers", "checkpoint": str(checkpoint)}}
+    (workflow / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workflow, "resources/models/local.json", "--cores", "1")
+    assert "Nothing to be done" in plan(workflow, "resources/models/local.json")
+    (checkpoint / "model.safetensors").write_bytes((checkpoint / "model.safetensors")
+                                                   .read_bytes())  # rewritten in place
+    assert re.search(r"^fetch_model\s+1$", plan(workflow, "resources/models/local.json"), re.M)
+
+
+def test_a_truncated_store_is_built_again(demo_run, tmp_path):
+    folder = finished_copy(demo_run, tmp_path / "truncated")
+    store = folder / "results/features/demo/logmel.h5"
+    with open(store, "r+b") as f:
+        f.truncate(store.stat().st_size // 2)
+    dry = plan(folder)
+    assert "results/features/demo/logmel.h5 is unreadable (" in dry
+    for rule, jobs in (("merge_features", 1), ("probe", 2), ("summary", 1)):
+        assert re.search(rf"^{rule}\s+{jobs}$", dry, re.M), dry
+    snakemake(folder, "results/features/demo/logmel.h5", "--cores", "2")
+    with h5py.File(store) as rebuilt, h5py.File(demo_run / "results/features/demo/logmel.h5") as f:
+        np.testing.assert_array_equal(rebuilt["features"][...], f["features"][...])

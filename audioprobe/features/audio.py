@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import soundfile as sf
@@ -27,6 +28,9 @@ def probe(path: str, start: float, end: float, longest: float) -> tuple[int, int
     Raises AudioError when the file cannot be opened or the clip is empty, too short or longer
     than ``longest`` seconds.
     """
+    if not os.path.isfile(path):
+        raise AudioError(f"{'a folder, not a file' if os.path.isdir(path) else 'no such file'}: "
+                         f"{path}")
     try:
         info = sf.info(path)
     except Exception as exc:  # soundfile raises several types for unreadable files

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from audioprobe.errors import AudioError, AudioprobeError
 from audioprobe.features import audio
-from audioprobe.features.store import finalize
+from audioprobe.features.store import finalize, removed_on_failure
 from audioprobe.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,8 @@ def extract(clips: pd.DataFrame, encoder, out: Path, *, attrs: dict,
         settings.max_clip_seconds)
     _check_rejects(rejects, clips, settings.bad_audio)
     partial = out.with_name(out.name + ".partial")
-    with h5py.File(partial, "w") as f, precision_mode(settings.precision, dev):
+    with removed_on_failure(partial), h5py.File(partial, "w") as f, \
+            precision_mode(settings.precision, dev):
         run = ExtractionRun(encoder, dev, settings, ChunkWriter(f, len(clips)), rejects, clips,
                             np.bincount([it.clip for it in items], minlength=len(clips)),
                             chunk_clips)

@@ -17,6 +17,8 @@ leaves a file that looks complete.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +84,21 @@ CHUNK_CLIPS = 512  # clips per HDF5 chunk of ``features`` (one layer each)
 
 
 def _features(dst: h5py.File, n_layers: int, n: int, dim: int) -> h5py.Dataset:
-    return dst.create_dataset("features", (n_layers, n, dim), "float32",
-                              chunks=(1, min(max(n, 1), CHUNK_CLIPS), dim))
+    """The features dataset; one of no clips (every clip rejected) is stored unchunked."""
+    chunks = (1, min(n, CHUNK_CLIPS), dim) if n and dim else None
+    return dst.create_dataset("features", (n_layers, n, dim), "float32", chunks=chunks)
+
+
+@contextmanager
+def removed_on_failure(*paths: Path) -> Iterator[None]:
+    """Remove ``paths`` (temporary stores) when the block fails, e.g. on a full disk, and
+    re-raise: a failed job leaves no ``*.h5.partial`` or ``*.h5.tmp`` behind."""
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def finalize(partial: Path, out: Path, keep: np.ndarray, meta: pd.DataFrame, attrs: dict) -> None:
@@ -93,8 +108,12 @@ def finalize(partial: Path, out: Path, keep: np.ndarray, meta: pd.DataFrame, att
     number of clips."""
     tmp = out.with_name(out.name + ".tmp")
     kept = np.flatnonzero(keep)
-    with h5py.File(partial, "r") as src, h5py.File(tmp, "w") as dst:
-        n_layers, _, dim = src["features"].shape
+    with removed_on_failure(partial, tmp), h5py.File(partial, "r") as src, \
+            h5py.File(tmp, "w") as dst:
+        if "features" in src:
+            n_layers, _, dim = src["features"].shape
+        else:  # no clip was usable: an empty store, its clips listed as rejected
+            n_layers, dim = int(attrs["n_layers"]), 0
         features = _features(dst, n_layers, len(kept), dim)
         for lo in range(0, len(kept), CHUNK_CLIPS):
             rows = kept[lo:lo + CHUNK_CLIPS]
@@ -108,16 +127,17 @@ def finalize(partial: Path, out: Path, keep: np.ndarray, meta: pd.DataFrame, att
 def merge(shards: list[Path], out: Path) -> None:
     """Concatenate shard stores (in order) into one complete store ``out``."""
     parts = [open_store(p) for p in shards]
-    with h5py.File(shards[0], "r") as f:
-        n_layers, _, dim = f["features"].shape
+    n_layers = parts[0].n_layers
     for part in parts[1:]:
         if part.n_layers != n_layers or part.attrs.get("model") != parts[0].attrs.get("model"):
             raise ValueError(f"{part.path} does not match {parts[0].path}: cannot merge")
+    filled = [p for p in parts if len(p.meta)]  # a shard of rejected clips only adds none
+    dim = filled[0].dim if filled else 0
     tmp = out.with_name(out.name + ".tmp")
-    with h5py.File(tmp, "w") as dst:
-        features = _features(dst, n_layers, sum(len(p.meta) for p in parts), dim)
-        for layer in range(n_layers):
-            features[layer] = np.concatenate([p.layer(layer) for p in parts])
+    with removed_on_failure(tmp), h5py.File(tmp, "w") as dst:
+        features = _features(dst, n_layers, sum(len(p.meta) for p in filled), dim)
+        for layer in range(n_layers if filled else 0):
+            features[layer] = np.concatenate([p.layer(layer) for p in filled])
         attrs = {k: v for k, v in parts[0].attrs.items() if k not in ("classes", "complete")}
         _write_meta(dst, pd.concat([p.meta for p in parts], ignore_index=True), attrs)
     os.replace(tmp, out)

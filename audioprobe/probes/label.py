@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from audioprobe import manifest
+from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
@@ -55,15 +56,40 @@ def features(paths: list[str], probes: dict
     return values, kept, rejected
 
 
+PROBE_KEYS = {"card", "rounds", "classes", "architecture"}
+
+
+def read_probe(probe_file: str | Path) -> dict:
+    """The trained probes of a probe file, or AudioprobeError in one line for a path that is
+    not one (missing, a folder, a CSV, another program's checkpoint)."""
+    path = Path(probe_file)
+    what = "results/probes/{dataset}/{model}/{probe}.pt"
+    if not path.is_file():
+        raise AudioprobeError(f"{path}: {'a folder' if path.is_dir() else 'no such file'}, "
+                              f"not a probe file ({what})")
+    try:
+        probes = torch.load(path, weights_only=True)
+    except Exception as exc:  # torch raises several types for files that are not its own
+        raise AudioprobeError(f"{path}: not a probe file ({what}): {exc.__class__.__name__}"
+                              ) from None
+    if not isinstance(probes, dict) or not PROBE_KEYS <= set(probes):
+        raise AudioprobeError(f"{path}: not a probe file of audioprobe ({what}); it holds no "
+                              "trained probes with their model card")
+    return probes
+
+
 def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFrame:
-    """One row per file and rank: file, rank, class, probability (or the reason it was skipped)."""
-    probes = torch.load(probe_file, weights_only=True)
+    """One row per file and rank: file, rank, class, probability (or the reason it was skipped).
+    The probe's model is loaded from its card, refused when its weights changed since."""
+    probes = read_probe(probe_file)
     values, kept, rejected = features(paths, probes)
-    proba = np.mean([_predict(_inputs(values, r["layer"]), probes, r)
-                     for r in probes["rounds"]], axis=0)
-    classes = np.asarray(probes["classes"])
-    rows = [{"file": paths[i], "rank": rank + 1, "class": classes[c], "probability": p[c]}
-            for i, p in zip(kept, proba) for rank, c in enumerate(np.argsort(-p)[:top_k])]
+    rows = []
+    if len(kept):  # none when every file was skipped
+        proba = np.mean([_predict(_inputs(values, r["layer"]), probes, r)
+                         for r in probes["rounds"]], axis=0)
+        classes = np.asarray(probes["classes"])
+        rows = [{"file": paths[i], "rank": rank + 1, "class": classes[c], "probability": p[c]}
+                for i, p in zip(kept, proba) for rank, c in enumerate(np.argsort(-p)[:top_k])]
     rows += [{"file": paths[int(r.clip_id)], "rank": 0, "class": "", "probability": np.nan,
               "skipped": r.reason} for r in rejected.itertuples()]
     return pd.DataFrame(rows, columns=["file", "rank", "class", "probability", "skipped"]

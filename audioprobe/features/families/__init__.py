@@ -120,7 +120,11 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
 
 
 def load_encoder(card: dict) -> Encoder:
-    """Build the encoder a model card (written by the fetch_model rule) describes."""
+    """Build the encoder a model card (written by the fetch_model rule) describes, refusing
+    weights on disk that are not the card's revision (``common.checked_weights``)."""
+    from audioprobe.features.families.common import checked_weights
+
+    checked_weights(card)
     return family(card["family"]).load(card)
 
 

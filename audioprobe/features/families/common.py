@@ -40,6 +40,24 @@ def content_hash(path: Path, patterns: tuple[str, ...] = HUB_PATTERNS) -> str:
 
 
 
+def checked_weights(card: dict) -> None:
+    """Refuse weights on disk that are not the ones the card's revision names: a local
+    checkpoint (or downloaded weights) hashed at fetch time and changed since. Hub snapshots
+    (named by their commit) and random weights (built from the card) are what they say."""
+    revision, path = card.get("revision", ""), card.get("path")
+    if not revision.startswith("sha256:") or path is None or card.get("random_weights"):
+        return
+    found = content_hash(Path(path)) if Path(path).exists() else "missing"
+    if found != revision:
+        from audioprobe.errors import AudioprobeError
+
+        raise AudioprobeError(
+            f"model {card.get('name', card.get('model_id'))}: the weights at {path} are "
+            f"{found}, not {revision} as when its card was written (the checkpoint changed): "
+            "run the workflow again to fetch and extract it anew, and label with a probe "
+            "trained on these weights")
+
+
 def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, width) mask of each clip's first ``lengths`` positions, on the lengths' device."""
     return torch.arange(width, device=lengths.device) < lengths[:, None]
