@@ -19,7 +19,7 @@ import pandas as pd
 from audioprobe.features.store import Store, open_store
 from audioprobe.joblog import read_run_details
 from audioprobe.rendering import INPUTS_VARIABLE
-from audioprobe.tables import read_predictions
+from audioprobe.tables import read_predictions, read_table as read_result_table
 
 
 
@@ -94,7 +94,7 @@ def read_table(path: str | Path | None) -> pd.DataFrame:
     """A results table, or an empty one when the run has none."""
     if path is None or not Path(path).exists():
         return pd.DataFrame()
-    return pd.read_csv(path)
+    return read_result_table(path)
 
 
 def read_notes(path: Path) -> dict:

@@ -285,12 +285,37 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
                        keep_default_na=False, na_values={"loss": ["", "nan", "NaN"]})
 
 
+# Columns of the result tables (runs, summary, layers, comparisons) that are text or whole
+# numbers; every other column is read as a float, whatever its values look like (an interval
+# bound of 0 in every row is still a float).
+TEXT_COLUMNS = {"dataset", "model", "probe", "metric", "model_a", "model_b", "relation", "test",
+                "headline_metric", "interval", "chosen_layers"}
+INTEGER_COLUMNS = {"layer", "fold", "seed", "epochs", "n_train", "n_valid", "n_test", "n_rounds",
+                   "n_seeds", "modal_layer", "modal_rounds", "rounds_chosen", "n"}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A result table written by this package, with explicit dtypes: text as text (a name such
+    as "NA" stays one), whole-number columns as int64 where no value is missing, booleans as
+    bool, the rest float64."""
+    columns = pd.read_csv(path, nrows=0).columns
+    dtype = {c: str if c in TEXT_COLUMNS else bool if c == "chosen" else "float64"
+             for c in columns}
+    table = pd.read_csv(path, dtype=dtype, keep_default_na=False,
+                        na_values={c: ["", "nan", "NaN"] for c in columns
+                                   if c not in TEXT_COLUMNS})
+    for column in INTEGER_COLUMNS & set(columns):
+        if table[column].notna().all():
+            table[column] = table[column].astype("int64")
+    return table
+
+
 def read_inputs(runs: list[str], predictions: list[str], manifests: list[str]
                 ) -> tuple[pd.DataFrame, dict, dict]:
     """The runs (concatenated), the test predictions by (dataset, model, probe), and from the
     manifests (``results/manifests/{dataset}.csv``) each dataset's headline metric and clip
     groups, as keyword arguments of :func:`summarize`."""
-    table = pd.concat([pd.read_csv(p) for p in runs], ignore_index=True)
+    table = pd.concat([read_table(p) for p in runs], ignore_index=True)
     by_case = {(Path(p).parts[-3], Path(p).parts[-2], Path(p).stem): read_predictions(p)
                for p in predictions}
     frames = {Path(p).stem: pd.read_csv(p, dtype={"clip_id": str, "label": str, "split": str,

@@ -5,16 +5,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from audioprobe.joblog import to_file
-from audioprobe.tables import compare, read_inputs
+from audioprobe.tables import compare, read_inputs, read_table
 
 to_file(snakemake.log[0])
 runs, predictions, manifests = read_inputs(
     [snakemake.input.runs], snakemake.input.predictions, snakemake.input.manifests
 )
-summary = pd.read_csv(snakemake.input.summary)
+summary = read_table(snakemake.input.summary)
 compare(
     runs, summary, snakemake.params.models, predictions, manifests["groups"]
 ).to_csv(snakemake.output.comparisons, index=False, float_format="%.6g")

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 import yaml
 
 from audioprobe import manifest
+from audioprobe.analysis import comparisons_of
 from audioprobe.datasets import build_manifest
 from audioprobe.errors import AudioprobeError
 from audioprobe.features import extract as extract_module
@@ -29,6 +31,7 @@ from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.families.logmel import LogMelEncoder
 from audioprobe.features.store import merge, open_store
 from audioprobe.probes.label import label
+from audioprobe.results import read_table
 from audioprobe.settings import ExtractionSettings
 from tests.conftest import REPO, copy_workflow, snakemake
 from tests.test_config import base, config_error, dry_run_with
@@ -372,3 +375,22 @@ def test_a_truncated_store_is_built_again(demo_run, tmp_path):
     snakemake(folder, "results/features/demo/logmel.h5", "--cores", "2")
     with h5py.File(store) as rebuilt, h5py.File(demo_run / "results/features/demo/logmel.h5") as f:
         np.testing.assert_array_equal(rebuilt["features"][...], f["features"][...])
+
+
+def test_result_tables_are_read_with_their_dtypes_whatever_the_values(tmp_path):
+    path = tmp_path / "comparisons.csv"
+    path.write_text("dataset,probe,metric,model_a,model_b,relation,mean_a,mean_b,difference,"
+                    "ci_low,ci_high,p_value,p_holm,test,n\n"
+                    "NA,linear,accuracy,logmel,hubert,vs log-mel baseline,1,1,0,-0.0833333,0,1,"
+                    "1,paired,1\n")
+    table = read_table(path)
+    assert table["dataset"].item() == "NA"
+    assert all(table[c].dtype == np.float64 for c in ("mean_a", "difference", "ci_high"))
+    assert table["n"].dtype == np.int64
+    turned = comparisons_of(SimpleNamespace(comparisons=table), "NA", "linear", "hubert")
+    assert turned[["ci_low", "ci_high"]].values.tolist() == [[0.0, 0.0833333]]
+    runs = tmp_path / "runs.csv"
+    runs.write_text("dataset,model,probe,layer,fold,seed,lr,val_accuracy,accuracy,chosen\n"
+                    "d,m,p,0,1,0,1,1,1,True\n")
+    row = read_table(runs).iloc[0]
+    assert isinstance(row["accuracy"], float) and row["chosen"] is np.True_
