@@ -43,7 +43,8 @@ def values(spec: dict) -> str:
         return f"list of {values(spec['items'])}"
     bounds = [f"≥ {spec['minimum']}" if "minimum" in spec else "",
               f"> {spec['exclusiveMinimum']}" if "exclusiveMinimum" in spec else "",
-              f"≤ {spec['maximum']}" if "maximum" in spec else ""]
+              f"≤ {spec['maximum']}" if "maximum" in spec else "",
+              f"< {spec['exclusiveMaximum']}" if "exclusiveMaximum" in spec else ""]
     return " ".join([kind, ", ".join(b for b in bounds if b)]).strip()
 
 

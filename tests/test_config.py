@@ -98,7 +98,7 @@ def test_readme_configuration_reference_matches_the_schema():
     """The README's table is the one generated from the schema (python -m audioprobe.config_docs)."""
     table = config_docs.written((REPO / "README.md").read_text())
     assert table == config_docs.section()
-    assert "| `probes.<name>.hidden` | list of integer ≥ 1 | `[256, 256]` |" in table
+    assert "| `probes.<name>.hidden` | list of integer ≥ 1, ≤ 65536 | `[256, 256]` |" in table
 
 
 def test_settings_have_one_field_per_schema_key():
