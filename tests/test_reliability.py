@@ -1,6 +1,7 @@
-"""What re-runs after a finished run, and what a careless edit does: the same config in another
-key order re-runs nothing, nor does a runtime setting changed in it; an edited dataset re-runs
-its manifest and everything after it."""
+"""The README's reliability promises: what re-runs (an edited dataset, a changed checkpoint, an
+unreadable store; never a config in another key order), what is refused in one line (config and
+manifest checks, label's probe file), what is skipped and recorded (unusable clips and files),
+and that failures leave no temporary stores and tables keep their dtypes."""
 
 from __future__ import annotations
 
