@@ -176,10 +176,10 @@ def dataset_source_stamp(name):
         now = manifest_fingerprint(config["datasets"][name]["root"], listed)
         if now != recorded:
             stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.write_text(now + "\n")
+            stamp.write_text(f"{now}\n")
     if not stamp.exists():  # nothing known to have changed: older than any manifest
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text((recorded or "") + "\n")
+        stamp.write_text(f"{recorded or ''}\n")
         os.utime(stamp, (0, 0))
     return str(stamp)
 
