@@ -15,7 +15,9 @@ A family module provides, at module level:
   clip) or ``alone`` (each clip through the model's own forward, frames padded).
 
 To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
-``family``'s enum in config.schema.yaml.
+``family``'s enum in config.schema.yaml. A family that reads a checkpoint file loads it with
+``common.safe_torch_load(path, card.get("trust_checkpoint", False))``, never ``torch.load``
+itself, and never passes ``trust_remote_code=True`` to transformers.
 
 An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
 ``n_layers``, optionally ``max_seconds`` (the longest window the model takes whole; extraction
@@ -107,7 +109,8 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     ``family``, ``config_hash``, ``model_id``, ``revision`` (hub commit, ``sha256:`` prefix of a
     local checkpoint's content, or the hash of the configuration a random-weight model is built
     from) and, for weights on disk, their ``path`` (hub snapshot folder, local checkpoint folder
-    or file, or the downloaded torchaudio weights).
+    or file, or the downloaded torchaudio weights); and ``trust_checkpoint: true`` where the
+    model's spec opts in to loading a checkpoint that pickles more than tensors.
     """
     from audioprobe.features.families.common import config_hash
 
@@ -116,7 +119,10 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     except AudioprobeError as error:
         raise AudioprobeError(f"model {name}: {error}") from None
     card = {"name": name, "family": spec["family"], "config_hash": config_hash(spec)}
-    return card | module.fetch(name, spec, models_dir)
+    card |= module.fetch(name, spec, models_dir)
+    if spec.get("trust_checkpoint"):  # every later load (extraction, label) makes the same choice
+        card["trust_checkpoint"] = True
+    return card
 
 
 def load_encoder(card: dict) -> Encoder:
