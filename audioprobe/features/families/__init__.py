@@ -17,7 +17,7 @@ A family module provides, at module level:
 To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
 ``family``'s enum in config.schema.yaml. A family that reads a checkpoint file loads it with
 ``common.safe_torch_load(path, card.get("trust_checkpoint", False))``, never ``torch.load``
-itself, and never passes ``trust_remote_code=True`` to transformers.
+itself, and never lets transformers run a model repository's own code (``trust_remote_code``).
 
 An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
 ``n_layers``, optionally ``max_seconds`` (the longest window the model takes whole; extraction
