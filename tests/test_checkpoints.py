@@ -111,6 +111,19 @@ def test_trust_checkpoint_loads_a_training_checkpoint_and_travels_in_the_card(cn
         load_encoder({k: v for k, v in card.items() if k != "trust_checkpoint"})
 
 
+def test_a_training_checkpoint_with_numpy_state_loads_without_the_opt_in(cnn14_state, tmp_path):
+    """PANNs' released checkpoints keep their training sampler's state (numpy arrays and
+    scalars) beside the weights: data, not code, so no opt-in is needed."""
+    path = tmp_path / "Cnn14_16k_mAP=0.438.pth"
+    sampler = {"indexes_per_class": [np.arange(5), np.arange(3)], "queue": [np.int64(3), 4],
+               "pointers_of_classes": [0, 1]}
+    torch.save({"iteration": 10, "model": cnn14_state, "sampler": sampler}, path)
+    loaded = safe_torch_load(path)
+    np.testing.assert_array_equal(loaded["sampler"]["indexes_per_class"][0], np.arange(5))
+    card = fetch("cnn14", {"family": "panns", "checkpoint": str(path)}, tmp_path / "models")
+    assert "trust_checkpoint" not in card and card["sample_rate"] == 16000
+
+
 def test_panns_reads_a_safetensors_state_dict(cnn14_state, tmp_path):
     from safetensors.torch import save_file
 
