@@ -1,7 +1,8 @@
 """Fetch a dataset's published files and unpack them into the layout its adapter reads.
 
 Each adapter module lists its files in ``ARCHIVES``: dicts with ``url``, optional ``sha256`` /
-``md5`` (only where the distributor publishes them), optional ``options`` (the adapter options the
+``md5`` (the distributor's, or where it publishes none, those other loaders check the same file
+against, the source named beside them), optional ``options`` (the adapter options the
 file serves, e.g. ``{"subset": "dev-clean"}``; absent: every option), optional ``strip`` (a top
 folder of the archive whose contents are moved up into the root) and optional ``into`` (a folder
 of the root to unpack the archive into instead of the root itself).
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+UNIX = 3  # a zip member's create_system whose external attributes hold a Unix file mode
 
 
 class DownloadError(AudioprobeError):
@@ -104,11 +106,11 @@ def _refuse(archive: str, member: str, why: str) -> UnsafeArchiveError:
                               "nothing was unpacked")
 
 
-def _relative_parts(archive: str, name: str, path: str | None = None) -> tuple[str, ...]:
-    """The components of member ``name``'s ``path`` (its own by default, or its link target),
-    refused if absolute or climbing with ``..``. Backslashes count as separators."""
-    path = name if path is None else path
-    what = "has" if path is name else f"links to {path!r}, which has"
+def _relative_parts(archive: str, name: str, link: str | None = None) -> tuple[str, ...]:
+    """The components of member ``name``'s path (or of its hard ``link``'s target), refused if
+    absolute or climbing with ``..``. Backslashes count as separators."""
+    path = name if link is None else link
+    what = "has" if link is None else f"links to {link!r}, which has"
     if "\0" in path:
         raise _refuse(archive, name, f"{what} a NUL byte in its name")
     posix = path.replace("\\", "/")
@@ -156,7 +158,7 @@ def check_zip(zf: zipfile.ZipFile, into: Path) -> None:
     archive, base = Path(zf.filename or "archive").name, os.path.realpath(into)
     for info in zf.infolist():
         parts = _relative_parts(archive, info.filename)
-        mode = info.external_attr >> 16
+        mode = info.external_attr >> 16 if info.create_system == UNIX else 0
         if stat.S_ISLNK(mode):
             raise _refuse(archive, info.filename, "is a symbolic link, which is never unpacked")
         if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
