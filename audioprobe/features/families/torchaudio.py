@@ -136,7 +136,7 @@ class TorchaudioEncoder:
             params = bundle_._params
             model = bundle_model(bundle_, Path(path), trust_checkpoint)
         self.model = getattr(model, "model", model).eval()  # unwrap the normalising wrapper
-        self.normalize = bool(bundle_._normalize_waveform)
+        self.normalize = self.normalizes_waveform = bool(bundle_._normalize_waveform)
         self.sample_rate = int(bundle_.sample_rate)
         self.wavlm = bundle_._model_type == "WavLM"
         self.prepares_on_device = True
