@@ -183,19 +183,19 @@ def _bootstrap_intervals(point: pd.Series, predictions: pd.DataFrame, groups: pd
 
 def comparison_pairs(summary: pd.DataFrame, models: dict[str, dict]) -> list[tuple]:
     """(model_a, model_b, relation) of one dataset and probe's summary rows, each pair once:
-    each model against its random-weights control (same family and checkpoint or bundle,
-    ``random_weights: true``), each model against the log-mel baseline (any model of family
-    logmel), and the best model (headline mean) against every other."""
+    each model against its random-weights control (the same spec with ``random_weights:
+    true``: same family, checkpoint, bundle or capacity, pooling), each model against the
+    log-mel baseline (any model of family logmel), and the best model (headline mean) against
+    every other."""
     present = list(summary["model"])
     spec = {m: models.get(m, {}) for m in present}
-    source = lambda s: (s.get("family"), s.get("checkpoint"), s.get("bundle"))  # noqa: E731
+    source = lambda s: {k: v for k, v in s.items() if k != "random_weights"}  # noqa: E731
     pairs = []
     for a in present:
         if spec[a].get("random_weights") or is_baseline(spec[a]):
             continue
         for b in present:
-            if (spec[b].get("random_weights") and source(spec[b]) == source(spec[a])
-                    and (spec[a].get("checkpoint") or spec[a].get("bundle"))):
+            if spec[b].get("random_weights") and source(spec[b]) == source(spec[a]):
                 pairs.append((a, b, RELATIONS[0]))
     for a in present:
         for b in present:

