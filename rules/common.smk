@@ -224,6 +224,27 @@ def checkpoint_state(wildcards):
     return hashlib.sha256("\n".join(state).encode()).hexdigest()[:16] if state else ""
 
 
+def remove_unreadable_stores():
+    """Remove a finished feature store that no longer reads (truncated, overwritten, a disk
+    error), so that it is built again instead of failing every probe job after it. A store is
+    renamed into place only when complete, so one that does not open was damaged since.
+    """
+    for store in all_stores():
+        if not Path(store).is_file():
+            continue
+        try:
+            with h5py.File(store, "r") as f:
+                readable = bool(f.attrs.get("complete")) and "features" in f
+                reason = "not marked complete"
+        except OSError as error:
+            readable, reason = False, " ".join(str(error).split())
+        if not readable:
+            logger.warning(
+                f"{store} is unreadable ({reason}): removed, to be built again"
+            )
+            Path(store).unlink()
+
+
 def model_needs_gpu(wildcards):
     """Whether the model's family extracts on a GPU (neural encoders) or not (log-mel)."""
     return int(needs_gpu(lookup(dpath=f"models/{wildcards.model}", within=config)))
