@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from audioprobe import statistics
+from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import is_baseline
 from audioprobe.probes.metrics import NORMAL, linearized
 
@@ -377,6 +378,23 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
                        keep_default_na=False, na_values={"loss": ["", "nan", "NaN"]})
 
 
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """A manifest (``results/manifests/{dataset}.csv``), ids, labels, splits and groups kept as
+    text."""
+    return pd.read_csv(path, dtype={"clip_id": str, "label": str, "split": str, "group": str},
+                       keep_default_na=False, na_values={"fold": [""]})
+
+
+def selection_metric(selection: str, manifest: pd.DataFrame) -> str:
+    """The validation score probes are selected on: the dataset's headline metric
+    (``selection: headline``, the default) or the metric named; the ICBHI score needs a class
+    named "normal"."""
+    if selection == "icbhi_score" and not (manifest["label"].astype(str) == NORMAL).any():
+        raise AudioprobeError('selection: icbhi_score needs a class named "normal", and this '
+                              "dataset has none")
+    return headline_metric(manifest) if selection == "headline" else selection
+
+
 def read_inputs(runs: list[str], predictions: list[str], manifests: list[str]
                 ) -> tuple[pd.DataFrame, dict, dict]:
     """The runs (concatenated), the test predictions by (dataset, model, probe), and from the
@@ -385,9 +403,6 @@ def read_inputs(runs: list[str], predictions: list[str], manifests: list[str]
     table = pd.concat([pd.read_csv(p) for p in runs], ignore_index=True)
     by_case = {(Path(p).parts[-3], Path(p).parts[-2], Path(p).stem): read_predictions(p)
                for p in predictions}
-    frames = {Path(p).stem: pd.read_csv(p, dtype={"clip_id": str, "label": str, "split": str,
-                                                  "group": str}, keep_default_na=False,
-                                        na_values={"fold": [""]})
-              for p in manifests}
+    frames = {Path(p).stem: read_manifest(p) for p in manifests}
     return table, by_case, {"headline": {d: headline_metric(m) for d, m in frames.items()},
                             "groups": {d: clip_groups(m) for d, m in frames.items()}}
