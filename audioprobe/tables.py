@@ -119,9 +119,10 @@ def _rows(frame: pd.DataFrame, case: tuple) -> pd.Series:
 def layer_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Descriptive per-layer test scores (not a selection): one row per dataset x model x
     probe x layer, mean and sd over rounds after averaging seeds within a round, the 95%
-    Nadeau-Bengio corrected t interval over rounds (as the summary's; validation accuracy with
-    n_valid/n_train; NaN with one round), and how many rounds chose the layer."""
-    metrics = [m for m in [*SCORES, "val_accuracy"] if m in runs]
+    Nadeau-Bengio corrected t interval over rounds (as the summary's; validation accuracy and
+    the validation score selected on with n_valid/n_train; NaN with one round), and how many
+    rounds chose the layer."""
+    metrics = [m for m in [*SCORES, "val_accuracy", "val_score"] if m in runs]
     per_round = runs.groupby([*CASE, "layer", "fold"])[metrics].mean()
     per_round["chosen"] = runs.groupby([*CASE, "layer", "fold"])["chosen"].first().astype(bool)
     grouped = per_round.groupby([*CASE, "layer"])
@@ -131,7 +132,7 @@ def layer_curves(runs: pd.DataFrame) -> pd.DataFrame:
     out["n_rounds"] = grouped.size()
     sizes = runs.groupby([*CASE, "layer"])[["n_train", "n_valid", "n_test"]].mean()
     for m in metrics:
-        held_out = sizes["n_valid" if m == "val_accuracy" else "n_test"]
+        held_out = sizes["n_valid" if m.startswith("val_") else "n_test"]
         out[f"{m}_ci_low"], out[f"{m}_ci_high"] = statistics.corrected_t_limits(
             out[f"{m}_mean"], out[f"{m}_sd"], out["n_rounds"], held_out / sizes["n_train"],
             bounds=(0, 1))
