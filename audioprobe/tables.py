@@ -151,6 +151,7 @@ class GroupCounts:
     classes: list[str]
 
     def parts(self, seed: int) -> tuple:
+        """One seed's (true, predicted, hits, top5) per group."""
         return (self.true[seed], self.predicted[seed], self.hits[seed],
                 None if self.top5 is None else self.top5[seed])
 

@@ -72,7 +72,8 @@ def ratios(true: np.ndarray, predicted: np.ndarray, hits: np.ndarray,
     if NORMAL in classes:
         normal = classes.index(NORMAL)
         abnormal = np.arange(len(classes)) != normal
-        sens = (hits[..., abnormal].sum(-1, keepdims=True), true[..., abnormal].sum(-1, keepdims=True))
+        sens = (hits[..., abnormal].sum(-1, keepdims=True),
+                true[..., abnormal].sum(-1, keepdims=True))
         spec = (hits[..., normal:normal + 1], true[..., normal:normal + 1])
         result["sensitivity"] = (*sens, False)
         result["specificity"] = (*spec, False)
