@@ -4,10 +4,9 @@ Every probe of a round is one slice of one stacked model: each layer's grid poin
 rate x weight decay) or seeds, all trained together in large batches with Adam and early-stopped
 on a validation score (the dataset's selection metric). Members that run out of patience leave
 the model (their parameters and Adam moments are dropped), so the work follows the members
-still learning. No Python loop runs
-per sample or per grid point; forwards that need no weight gradient of a wide first layer (a
-linear probe's, and every validation or test forward) issue one matmul per input layer, which is
-cheaper than copying each layer's clips once per member.
+still learning. No Python loop runs per sample or per grid point; forwards that need no weight
+gradient of a wide first layer (a linear probe's, and every validation or test forward) issue
+one matmul per input layer, which is cheaper than copying each layer's clips once per member.
 
 Per-member learning rates use Adam's invariance to gradient scale: member e's weights are stored
 as W_e / s_e with s_e = lr_e / lr_ref, so one (fused) Adam step of size lr_ref moves W_e by
