@@ -260,19 +260,19 @@ def _bootstrap_intervals(predictions: pd.DataFrame, groups: pd.Series, metrics: 
 
 def comparison_pairs(summary: pd.DataFrame, models: dict[str, dict]) -> list[tuple]:
     """(model_a, model_b, relation) of one dataset and probe's summary rows: every pair of
-    models once, none chosen on a score. A model against its random-weights control (same
-    family and checkpoint or bundle, ``random_weights: true``) or against the log-mel baseline
-    (any model of family logmel) is labelled so, that model first."""
+    models once, none chosen on a score. A model against its random-weights control (the same
+    spec with ``random_weights: true``: same family, checkpoint, bundle or capacity, pooling)
+    or against the log-mel baseline (any model of family logmel) is labelled so, that model
+    first."""
     present = list(summary["model"])
     spec = {m: models.get(m, {}) for m in present}
-    source = lambda s: (s.get("family"), s.get("checkpoint"), s.get("bundle"))  # noqa: E731
+    source = lambda s: {k: v for k, v in s.items() if k != "random_weights"}  # noqa: E731
     pairs = []
     for a in present:
         if spec[a].get("random_weights") or is_baseline(spec[a]):
             continue
         for b in present:
-            if (spec[b].get("random_weights") and source(spec[b]) == source(spec[a])
-                    and (spec[a].get("checkpoint") or spec[a].get("bundle"))):
+            if spec[b].get("random_weights") and source(spec[b]) == source(spec[a]):
                 pairs.append((a, b, RELATIONS[0]))
     for a in present:
         for b in present:

@@ -8,8 +8,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
 from audioprobe.datasets import check_options
-from audioprobe.errors import OptionError
-from audioprobe.features.families import needs_gpu
+from audioprobe.errors import AudioprobeError, OptionError
+from audioprobe.features.families import check as check_model, needs_gpu
 
 
 def validate_config():
@@ -65,6 +65,19 @@ def check_adapter_options():
 
 
 check_adapter_options()
+
+
+def check_models():
+    """Stop before any job when a model's own code cannot serve (family hear or custom: the
+    module, class or options), in one line naming the model."""
+    for name, spec in config["models"].items():
+        try:
+            check_model(name, spec)
+        except AudioprobeError as error:
+            raise WorkflowError(f"config: models.{name}: {error}") from None
+
+
+check_models()
 
 
 def dataset_root_input(wildcards):

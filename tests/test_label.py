@@ -37,7 +37,7 @@ def test_label_returns_the_true_class_first_and_skips_bad_files(demo_run, tmp_pa
 def test_label_command_prints_a_table(demo_run):
     wav = demo_run / "resources/datasets/demo/audio/chirp_up-f1-s0-t0.wav"
     result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label",
-                             str(demo_run / "results/probes/demo/hubert_demo/mlp.pt"), str(wav),
+                             str(demo_run / "results/probes/demo/crepe_tiny/mlp.pt"), str(wav),
                              "--top", "2"], capture_output=True, text=True, check=True)
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:4] == ["file", "rank", "class", "probability"]

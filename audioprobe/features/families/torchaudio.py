@@ -123,7 +123,7 @@ class TorchaudioEncoder:
                 "model_dir": str(weights.parent), "file_name": weights.name,
                 "map_location": "cpu"})
         self.model = getattr(model, "model", model).eval()  # unwrap the normalising wrapper
-        self.normalize = bool(bundle_._normalize_waveform)
+        self.normalize = self.normalizes_waveform = bool(bundle_._normalize_waveform)
         self.sample_rate = int(bundle_.sample_rate)
         self.wavlm = bundle_._model_type == "WavLM"
         self.prepares_on_device = True

@@ -193,6 +193,12 @@ class TransformersEncoder:
         # checks them against the extractor). Other extractors run as they are, in the workers.
         self.prepares_on_device = isinstance(self.extractor, Wav2Vec2FeatureExtractor)
 
+    @property
+    def normalizes_waveform(self) -> bool:
+        """Zero mean and unit variance per clip: the wav2vec2 extractor's ``do_normalize`` (True
+        for wav2vec2 large, False for HuBERT base, pretrained without it)."""
+        return self.prepares_on_device and bool(self.extractor.do_normalize)
+
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each clip prepared alone (an extractor given a padded batch without attention mask
         would normalise over the padding too), then padded."""
@@ -262,6 +268,7 @@ class WhisperEncoder:
     """
 
     prepares_on_device = False
+    normalizes_waveform = False  # its extractor is called without do_normalize
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
@@ -320,6 +327,7 @@ class ASTEncoder:
     """
 
     prepares_on_device = False
+    normalizes_waveform = False  # its extractor normalises the fbank, not the wave
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
