@@ -43,7 +43,7 @@ def test_shipped_config_dry_runs(workflow):
     result = snakemake(workflow, "-n", "--cores", "1")
     # extraction jobs are planned once the manifest checkpoint has run
     assert re.search(r"^manifest\s+1$", result.stdout, re.M)
-    assert re.search(r"^fetch_model\s+2$", result.stdout, re.M)
+    assert re.search(r"^fetch_model\s+3$", result.stdout, re.M)
 
 
 def test_unknown_key_is_named(workflow):
