@@ -297,8 +297,9 @@ def dataset_finding(run: Run, dataset: str) -> str:
             part = part[part["relation"] == "vs random-weights control"]
         if len(part):
             sentences.append(f"Against {label}, it {verdict(part.iloc[0])}.")
-    sentences.append(f"No other model beats {', '.join(top)} with the {best['probe']} probe "
-                     "(Holm over every pair; not distinguishable is not equal).")
+    if top:
+        sentences.append(f"No other model beats {', '.join(top)} with the {best['probe']} "
+                         "probe (Holm over every pair; not distinguishable is not equal).")
     return " ".join([text, *sentences])
 
 
