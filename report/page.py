@@ -272,7 +272,7 @@ display(HTML(f'<p class="lead">The tables behind this report, next to it in '
 #
 # The datasets with their evaluation protocol and headline metric (balanced accuracy where
 # classes are imbalanced), the models (log-mel is the weight-free baseline; a random-weights
-# model is the control of the pretrained model with the same checkpoint) and the probes.
+# model is the control of the pretrained model configured the same way) and the probes.
 
 # %%
 table(an.dataset_table(run), "datasets")

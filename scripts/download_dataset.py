@@ -4,6 +4,8 @@ The files are unpacked into a hidden sibling of the root (``.<root>.<dataset>.pa
 renamed to the root only once every file is fetched, checked and unpacked, so a root that exists is
 complete: an interrupted or failed download leaves no root behind, and the flag is written last.
 A root that already holds files (put in place by hand, or by an earlier run) is kept as it is.
+The flag lists the files fetched with their sha256; the manifest rule turns those fetched without
+a checksum to check into notes.
 """
 
 import json
@@ -34,7 +36,7 @@ def present(path: Path) -> bool:
 
 if present(root):
     log.info("%s already holds the dataset; nothing downloaded", root)
-    fetched = False
+    fetched, files = False, []
 else:
     # Named after the dataset too: two datasets may read one root (e.g. ICBHI cycles and
     # recordings), and their download jobs may run at the same time.
@@ -43,13 +45,13 @@ else:
     log.info("downloading dataset %s (%s) into %s", snakemake.wildcards.dataset,
              spec["adapter"], root)
     try:
-        download_dataset(spec["adapter"], partial, spec.get("options", {}),
-                         url=download.get("url"), sha256=download.get("sha256"),
-                         md5=download.get("md5"))
+        files = download_dataset(spec["adapter"], partial, spec.get("options", {}),
+                                 url=download.get("url"), sha256=download.get("sha256"),
+                                 md5=download.get("md5"))
         if present(root):
             log.info("%s was filled by another job meanwhile; this download is discarded", root)
             shutil.rmtree(partial)
-            fetched = False
+            fetched, files = False, []
         else:
             if root.is_dir():
                 root.rmdir()  # an empty folder made beforehand
@@ -68,4 +70,5 @@ flag.write_text(json.dumps({
     "root": str(root),
     "url": download.get("url"),
     "fetched": fetched,
+    "files": files,
 }, indent=2) + "\n")

@@ -1,17 +1,25 @@
-"""fetch / extract / download_dataset against a loopback HTTP server serving fixture archives."""
+"""fetch / extract / download_dataset against a loopback HTTP server serving fixture archives,
+and crafted archives that try to write outside the dataset's root."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import os
 import shutil
+import stat
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from audioprobe.datasets import ADAPTERS, icbhi, speechcommands
-from audioprobe.datasets.download import DownloadError, archives, download_dataset, extract, fetch
+from audioprobe.datasets import ADAPTERS, esc50, icbhi, nsynth, speechcommands
+from audioprobe.datasets.download import (
+    DownloadError, archives, download_dataset, extract, fetch, unverified_notes,
+)
+from audioprobe.errors import UnsafeArchiveError
 from tests.fixtures import layouts
 
 
@@ -36,7 +44,9 @@ def test_download_dataset_zip_strips_the_top_folder(tmp_path, server):
     layouts.make_esc50(tmp_path / "src" / "ESC-50-master")
     archive = Path(shutil.make_archive(str(served / "master"), "zip", tmp_path / "src"))
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    root = download_dataset("esc50", tmp_path / "esc50", url=f"{base}/master.zip", md5=md5)
+    root = tmp_path / "esc50"
+    (record,) = download_dataset("esc50", root, url=f"{base}/master.zip", md5=md5)
+    assert record == {"url": f"{base}/master.zip", "sha256": sha256_of(archive), "checked": ["md5"]}
     assert sorted(p.name for p in root.iterdir()) == ["audio", "meta"]  # archive removed
     assert len(ADAPTERS["esc50"](root)) == len(layouts.ESC50_ROWS)
 
@@ -51,7 +61,8 @@ def test_download_dataset_fetches_archives_and_plain_files(tmp_path, server, mon
     for name in names[1:]:
         shutil.copy(tmp_path / "src" / name, served / name)
     monkeypatch.setattr(icbhi, "ARCHIVES", [{"url": f"{base}/{name}"} for name in names])
-    root = download_dataset("icbhi", tmp_path / "icbhi", {"task": "recordings"})
+    root = tmp_path / "icbhi"
+    download_dataset("icbhi", root, {"task": "recordings"})
     assert sorted(p.name for p in root.iterdir()) == sorted(["ICBHI_final_database", *names[1:]])
     assert len(ADAPTERS["icbhi"](root, task="recordings")) == want["recordings"]["n"]
 
@@ -70,7 +81,8 @@ def test_download_unpacks_the_speech_commands_test_set_into_its_folder(tmp_path,
         a | {"url": f"{base}/{Path(a['url']).name}", "md5": None, "sha256": None}
         for a in official])
     options = {"task": "12", "official_test": True}
-    root = download_dataset("speechcommands", tmp_path / "sc", options)
+    root = tmp_path / "sc"
+    download_dataset("speechcommands", root, options)
     assert (root / test_set / "_silence_").is_dir() and (root / "yes").is_dir()
     df = ADAPTERS["speechcommands"](root, **options)
     assert df["split"].value_counts().to_dict() == want["per_split"]
@@ -100,17 +112,6 @@ def test_missing_url_is_a_clear_error(tmp_path, server):
     assert list(dest.parent.iterdir()) == []
 
 
-def test_extract_refuses_paths_outside_the_target(tmp_path):
-    archive = tmp_path / "evil.tar"
-    with tarfile.open(archive, "w") as tf:
-        member = tarfile.TarInfo("../escaped.txt")
-        member.size = 3
-        tf.addfile(member, io.BytesIO(b"bad"))
-    with pytest.raises(tarfile.FilterError):
-        extract(archive, tmp_path / "into")
-    assert not (tmp_path / "escaped.txt").exists()
-
-
 def test_archives_follow_the_adapter_options():
     assert [a["options"] for a in archives("speechcommands")] == [{"version": 2}]
     assert [a["options"] for a in archives("speechcommands", {"version": 1})] == [{"version": 1}]
@@ -126,3 +127,188 @@ def test_archives_follow_the_adapter_options():
         archives("custom")
     with pytest.raises(DownloadError, match="needs 3 files"):
         download_dataset("nsynth", Path("unused"), url="http://127.0.0.1:9/x.tar.gz")
+
+
+def test_official_archives_carry_checksums_and_use_https():
+    """esc50 and nsynth carry the MD5s HEAR (and soundata) check them against; ICBHI publishes
+    none (its files are fetched unchecked, each logged and noted with its sha256)."""
+    assert [a["md5"] for a in esc50.ARCHIVES] == ["7771e4b9d86d0945acce719c7a59305a"]
+    assert [a["md5"] for a in nsynth.ARCHIVES] == [
+        "fde6665a93865503ba598b9fac388660", "87e94a00a19b6dbc99cf6d4c0c0cae87",
+        "5e6f8719bf7e16ad0a00d518b78af77d"]
+    assert not any(a.get("md5") or a.get("sha256") for a in icbhi.ARCHIVES)
+    for adapter in ("esc50", "urbansound8k", "speechcommands", "nsynth", "librispeech", "icbhi"):
+        for entry in archives(adapter):
+            assert entry["url"].startswith("https://"), entry["url"]
+
+
+def test_a_file_without_a_checksum_is_logged_with_its_sha256(tmp_path, server, caplog):
+    served, base = server
+    layouts.make_esc50(tmp_path / "src" / "ESC-50-master")
+    archive = Path(shutil.make_archive(str(served / "master"), "zip", tmp_path / "src"))
+    url = f"{base}/master.zip"
+    with caplog.at_level(logging.WARNING, logger="audioprobe.datasets.download"):
+        records = download_dataset("esc50", tmp_path / "esc50", url=url)
+    digest = sha256_of(archive)
+    assert records == [{"url": url, "sha256": digest, "checked": []}]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert url in warning and digest in warning and "sha256" in warning
+    (note,) = unverified_notes(records)
+    assert url in note and digest in note
+    assert unverified_notes([{**records[0], "checked": ["md5"]}]) == []
+
+
+# --- crafted archives: nothing may land outside the root ---------------------------------------
+
+def tar_bytes(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+def cve_2025_4517_tar(root: Path, escape: str) -> bytes:
+    """The published proof of concept of CVE-2025-4517, sized for ``root``: sixteen symbolic
+    links each to a directory with a long name, so that ``os.path.realpath`` of a link at the end
+    of the chain passes PATH_MAX and is left unresolved; that link points back to ``root``, so a
+    symbolic link ``escape`` through it, which the data filter of Python < 3.11.13 takes to stay
+    inside, reaches ``root/../escape``; then a hard link to an existing file out there, that file
+    overwritten, and a new file written out there."""
+    steps = "abcdefghijklmnop"
+    component = "d" * ((4095 - len(str(root))) // len(steps) - 1)
+    members, path = [], ""
+    for step in steps:
+        members.append((member(os.path.join(path, component), tarfile.DIRTYPE), None))
+        members.append((member(os.path.join(path, step), tarfile.SYMTYPE, component), None))
+        path = os.path.join(path, component)
+    linkpath = os.path.join(*steps, "l" * 254)
+    members.append((member(linkpath, tarfile.SYMTYPE, "../" * len(steps)), None))
+    members.append((member("escape", tarfile.SYMTYPE, f"{linkpath}/../{escape}"), None))
+    members.append((member("flaglink", tarfile.LNKTYPE, "escape/victim"), None))
+    members.append((member("flaglink"), b"overwritten\n"))
+    members.append((member("escape/newfile"), b"new\n"))
+    return tar_bytes(*members)
+
+
+def zip_bytes(name: str, data: bytes = b"x", mode: int = stat.S_IFREG | 0o644) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        info = zipfile.ZipInfo(name)
+        info.external_attr = mode << 16
+        zf.writestr(info, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    """A file outside the dataset root that an archive tries to overwrite."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("original\n")
+    return outside / "victim"
+
+
+def refused(tmp_path: Path, server, victim: Path, name: str, data: bytes) -> str:
+    """Serve ``data`` as ``name`` and download it as ESC-50 from that url, into
+    ``tmp_path/data/esc50``; check the download is refused and leaves nothing behind, inside the
+    root or out; return the one-line message."""
+    served, base = server
+    (served / name).write_bytes(data)
+    root = tmp_path / "data" / "esc50"
+    with pytest.raises(UnsafeArchiveError) as caught:
+        download_dataset("esc50", root, url=f"{base}/{name}")
+    message = str(caught.value)
+    assert "\n" not in message and name in message and "nothing was unpacked" in message
+    assert not root.exists() and list((tmp_path / "data").iterdir()) == []
+    assert victim.read_text() == "original\n"
+    assert sorted(p.name for p in victim.parent.iterdir()) == ["victim"]
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "data/escaped.txt").exists()
+    return message
+
+
+def test_cve_2025_4517_archive_is_refused(tmp_path, server, victim):
+    root = tmp_path / "data" / "esc50"
+    data = cve_2025_4517_tar(root, "../outside")  # root/.. is tmp_path/data
+    message = refused(tmp_path, server, victim, "poc.tar", data)
+    assert "symbolic link" in message
+
+
+@pytest.mark.parametrize("attack, members, why", [
+    ("dotdot", [(member("ESC-50-master/../../escaped.txt"), b"bad")], "'..' component"),
+    ("absolute", [(member("/ABS/outside/new"), b"bad")], "absolute path"),
+    ("symlink", [(member("link", tarfile.SYMTYPE, "../../outside"), None),
+                 (member("link/new"), b"bad")], "symbolic link"),
+    ("absolute-symlink", [(member("link", tarfile.SYMTYPE, "/ABS/outside"), None),
+                          (member("link/new"), b"bad")], "symbolic link"),
+    ("hardlink", [(member("hard", tarfile.LNKTYPE, "../../outside/victim"), None),
+                  (member("hard"), b"overwritten\n")], "'..' component"),
+    ("hardlink-absolute", [(member("hard", tarfile.LNKTYPE, "/ABS/outside/victim"), None),
+                           (member("hard"), b"overwritten\n")], "absolute path"),
+    ("device", [(member("null", tarfile.CHRTYPE), None)], "device"),
+    ("fifo", [(member("pipe", tarfile.FIFOTYPE), None)], "device, FIFO"),
+])
+def test_tar_attack_is_refused_naming_the_member(tmp_path, server, victim, attack, members, why):
+    for info, _ in members:
+        info.name = info.name.replace("/ABS", str(tmp_path))
+        info.linkname = info.linkname.replace("/ABS", str(tmp_path))
+    data = tar_bytes(*members)
+    message = refused(tmp_path, server, victim, f"{attack}.tar.gz" if attack == "dotdot"
+                      else f"{attack}.tar", data if attack != "dotdot" else _gzip(data))
+    assert why in message and repr(members[0][0].name) in message
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+@pytest.mark.parametrize("attack, name, data, mode, why", [
+    ("dotdot", "ESC-50-master/../../escaped.txt", b"x", stat.S_IFREG, "'..' component"),
+    ("absolute", "/ABS/outside/new", b"x", stat.S_IFREG, "absolute path"),
+    ("backslash", "..\\..\\escaped.txt", b"x", stat.S_IFREG, "'..' component"),
+    ("symlink", "link", b"../../outside", stat.S_IFLNK, "symbolic link"),
+    ("fifo", "pipe", b"", stat.S_IFIFO, "device, FIFO"),
+])
+def test_zip_attack_is_refused_naming_the_member(tmp_path, server, victim, attack, name, data,
+                                                  mode, why):
+    name = name.replace("/ABS", str(tmp_path))
+    message = refused(tmp_path, server, victim, f"{attack}.zip", zip_bytes(name, data, mode | 0o644))
+    assert why in message and repr(name) in message
+
+
+def test_an_existing_symlink_in_the_target_is_not_followed(tmp_path, victim):
+    """Members are checked against what is on disk too: a link already in the folder an archive
+    is unpacked into does not carry a member out of it."""
+    into = tmp_path / "into"
+    into.mkdir()
+    (into / "link").symlink_to(victim.parent)
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(tar_bytes((member("link/new"), b"bad")))
+    with pytest.raises(UnsafeArchiveError, match="resolves outside"):
+        extract(archive, into)
+    assert sorted(p.name for p in victim.parent.iterdir()) == ["victim"]
+
+
+def test_plain_archives_with_a_hard_link_to_an_earlier_file_unpack(tmp_path):
+    archive = tmp_path / "ok.tar"
+    archive.write_bytes(tar_bytes((member("./d", tarfile.DIRTYPE), None),
+                                  (member("./d/a.txt"), b"a\n"),
+                                  (member("./d/b.txt", tarfile.LNKTYPE, "./d/a.txt"), None)))
+    extract(archive, tmp_path / "into")
+    assert (tmp_path / "into/d/b.txt").read_text() == "a\n"
+    later = tmp_path / "later.tar"
+    later.write_bytes(tar_bytes((member("b.txt", tarfile.LNKTYPE, "a.txt"), None),
+                                (member("a.txt"), b"a\n")))
+    with pytest.raises(UnsafeArchiveError, match="not to a file earlier"):
+        extract(later, tmp_path / "later")
+    assert not (tmp_path / "later").exists()

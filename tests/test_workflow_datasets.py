@@ -198,6 +198,51 @@ def test_failed_download_leaves_no_root_and_no_flag(tmp_path, server):
     assert "checksum mismatch" in log and f"expected md5 {'0' * 32}" in log
 
 
+def test_download_without_checksum_is_noted_with_its_sha256(tmp_path, server):
+    """A url given without a checksum is fetched, with a warning in the job's log and a note in
+    the manifest's notes giving the sha256 found, so that the user can pin it."""
+    served, base = server
+    archive, _ = esc50_zip(tmp_path, served)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    workflow = copy_workflow(tmp_path / "workflow")
+    url = f"{base}/{archive.name}"
+    config = fixture_config({"esc": {"adapter": "esc50", "root": ESC_ROOT,
+                                     "download": {"url": url}}})
+    run_with(workflow, config, "results/manifests/esc.csv")
+    log = (workflow / "logs/download_dataset/esc.log").read_text()
+    assert re.search(rf"WARNING .*{re.escape(url)} has no checksum.*sha256 {digest}", log)
+    flag = json.loads((workflow / "resources/datasets/esc.downloaded").read_text())
+    assert flag["files"] == [{"url": url, "sha256": digest, "checked": []}]
+    notes = json.loads((workflow / "results/manifests/esc.notes.json").read_text())["notes"]
+    assert [n for n in notes if digest in n and url in n and "without a checksum" in n]
+
+
+def test_cve_2025_4517_archive_stops_the_download_in_one_line(tmp_path, server):
+    """The published CVE-2025-4517 archive, configured as a dataset's download url: the job
+    stops with one line naming the member, nothing is written outside (or inside) the root."""
+    from tests.test_download import cve_2025_4517_tar
+
+    served, base = server
+    workflow = copy_workflow(tmp_path / "workflow")
+    outside = workflow / "resources" / "outside"
+    outside.mkdir(parents=True)
+    (outside / "victim").write_text("original\n")
+    partial = (workflow / "resources/datasets/.ESC-50-master.esc.part").resolve()
+    (served / "poc.tar").write_bytes(cve_2025_4517_tar(partial, "../outside"))
+    download = {"url": f"{base}/poc.tar"}
+    config = fixture_config({"esc": {"adapter": "esc50", "root": ESC_ROOT, "download": download}})
+    result = run_with(workflow, config, "results/manifests/esc.csv", check=False)
+    assert result.returncode != 0
+    (line,) = [x for x in (result.stdout + result.stderr).splitlines()
+               if x.startswith("audioprobe: ")]
+    assert "refusing to unpack poc.tar: member 'a' is a symbolic link" in line
+    assert (outside / "victim").read_text() == "original\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert not (workflow / ESC_ROOT).exists() and not partial.exists()
+    assert not (workflow / "resources/datasets/esc.downloaded").exists()
+    assert not list((workflow / "resources").glob("datasets/*"))
+
+
 def test_root_in_place_is_read_without_downloading(tmp_path):
     """download: only fills an absent root; a root already there is read as it is."""
     workflow = copy_workflow(tmp_path / "workflow")

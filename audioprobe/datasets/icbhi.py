@@ -53,7 +53,9 @@ RecordingLabel = Literal["annotations", "diagnosis"]
 TASKS = get_args(Task)
 OFFICIAL_CROSSING = ("156", "218")  # patients the published split file puts on both sides
 
-# The challenge site publishes no checksums for these files.
+# The challenge site publishes no checksums for these files, and no public loader records one:
+# they are fetched unchecked, and the download logs each file's sha256 (as do the manifest's
+# notes) so that a copy can be pinned.
 ARCHIVES = [
     {"url": f"https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/{name}"}
     for name in ("ICBHI_final_database.zip", SPLIT_FILE, DIAGNOSIS_FILE)

@@ -22,7 +22,9 @@ the HEAR 2021 API) and ``custom`` (a PyTorch class returning every layer); ``use
 holds what those two share.
 
 To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
-``family``'s enum in config.schema.yaml.
+``family``'s enum in config.schema.yaml. A family that reads a checkpoint file loads it with
+``common.safe_torch_load(path, card.get("trust_checkpoint", False))``, never ``torch.load``
+itself, and never lets transformers run a model repository's own code (``trust_remote_code``).
 
 An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
 ``n_layers``, ``normalizes_waveform`` (whether its input preparation scales each waveform to
@@ -122,7 +124,8 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     ``family``, ``config_hash``, ``model_id``, ``revision`` (hub commit, ``sha256:`` prefix of a
     local checkpoint's content, or the hash of the configuration a random-weight model is built
     from) and, for weights on disk, their ``path`` (hub snapshot folder, local checkpoint folder
-    or file, or the downloaded torchaudio weights).
+    or file, or the downloaded torchaudio weights); and ``trust_checkpoint: true`` where the
+    model's spec opts in to loading a checkpoint that pickles more than tensors.
     """
     from audioprobe.features.families.common import config_hash
 
@@ -131,7 +134,10 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     except AudioprobeError as error:
         raise AudioprobeError(f"model {name}: {error}") from None
     card = {"name": name, "family": spec["family"], "config_hash": config_hash(spec)}
-    return card | module.fetch(name, spec, models_dir)
+    card |= module.fetch(name, spec, models_dir)
+    if spec.get("trust_checkpoint"):  # every later load (extraction, label) makes the same choice
+        card["trust_checkpoint"] = True
+    return card
 
 
 def load_encoder(card: dict) -> Encoder:

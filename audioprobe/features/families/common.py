@@ -1,15 +1,24 @@
 """What the model families share: padding masks, the wav2vec2-style convolutional front end
-on padded batches, and the hashes and seed that identify a model's weights in its card."""
+on padded batches, the hashes and seed that identify a model's weights in its card, and the one
+way a family loads a checkpoint file (``safe_torch_load``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import pickle
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from audioprobe.errors import UnsafeCheckpointError
+
+log = logging.getLogger(__name__)
 
 HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
 RANDOM_SEED = 0
@@ -38,6 +47,45 @@ def content_hash(path: Path, patterns: tuple[str, ...] = HUB_PATTERNS) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
+def untrusted_checkpoint(path: str | Path) -> UnsafeCheckpointError:
+    """The error for a checkpoint that holds more than tensors, saying what to do."""
+    return UnsafeCheckpointError(
+        f"{path} pickles more than tensors, and loading it could run code: resave its state dict "
+        "as .safetensors (or with torch.save of tensors only), or, only if you trust the file, "
+        "set trust_checkpoint: true on the model")
+
+
+def _numpy_globals() -> list:
+    """What unpickles numpy arrays, scalars and dtypes (data, no code: an object array's items
+    are unpickled under the same restrictions), under numpy 2's names and numpy 1's: training
+    checkpoints such as PANNs' keep their sampler's state as numpy arrays."""
+    from numpy._core import multiarray
+
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return [np.ndarray, np.dtype, *dtypes, multiarray._reconstruct, multiarray.scalar,
+            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+            (multiarray.scalar, "numpy.core.multiarray.scalar")]
+
+
+def safe_torch_load(path: str | Path, trust: bool = False) -> Any:
+    """A checkpoint file's contents, on the CPU. ``.safetensors`` files are read as such; other
+    files with ``torch.load(weights_only=True)``, which unpickles tensors, numpy arrays and plain
+    containers only. A file that needs more (any other pickled object, which can run code as it
+    is loaded) is refused (UnsafeCheckpointError) unless ``trust``: the model's explicit
+    ``trust_checkpoint: true``, which its card carries so that every job that loads it makes the
+    same choice."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust:
+            raise untrusted_checkpoint(path) from None
+    log.warning("%s pickles more than tensors; loading it in full (trust_checkpoint: true)", path)
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:

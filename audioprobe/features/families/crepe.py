@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError
-from audioprobe.features.families.common import RANDOM_SEED, config_hash, content_hash
+from audioprobe.features.families.common import (
+    RANDOM_SEED, config_hash, content_hash, safe_torch_load,
+)
 
 baseline = False
 
@@ -113,7 +115,7 @@ class CrepeEncoder:
         torch.manual_seed(seed)
         self.model = Crepe(capacity)
         if path is not None:
-            self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            self.model.load_state_dict(safe_torch_load(path))
         self.model.eval()
         self.hop = max(1, round(SAMPLE_RATE * hop_ms / 1000))
         self.dim = self.model.in_features

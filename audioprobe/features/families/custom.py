@@ -76,22 +76,23 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
             "options": spec.get("options", {}), "weights": str(weights) if weights else None,
             "revision": user_code.revision(module, weights)}
     model = _build(cls, card, name)
-    rate = int(model.sample_rate)
+    rate, min_samples = int(model.sample_rate), int(getattr(model, "min_samples", 1))
+    n = max(rate // 2, min_samples)
     with torch.inference_mode():
-        layers, _ = model(0.1 * torch.randn(1, rate // 2), torch.tensor([rate // 2]))
+        layers, _ = model(0.1 * torch.randn(1, n), torch.tensor([n]))
     names = list(getattr(model, "layer_names", None) or layer_names(len(layers)))
     if len(names) != len(layers):
         raise AudioprobeError(f"model {name}: {len(names)} layer_names for {len(layers)} layers")
     batched = bool(getattr(model, "exact_under_batching", False))
     if batched:
-        error = user_code.batching_error(model, rate)
+        error = user_code.batching_error(model, rate, min_samples)
         if not error <= user_code.CHECK_RTOL:
             raise AudioprobeError(
                 f"model {name}: {spec['class']} sets exact_under_batching, but a clip in a "
                 f"padded batch differs from the clip alone (relative {error:.2g}); mask the "
                 "padding in every operation over time, or drop exact_under_batching")
     return card | {"sample_rate": rate, "n_layers": len(layers), "layer_names": names,
-                   "batched": batched, "min_samples": int(getattr(model, "min_samples", 1))}
+                   "batched": batched, "min_samples": min_samples}
 
 
 def load(card: dict) -> user_code.UserEncoder:

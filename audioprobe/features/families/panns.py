@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
-import pickle
 import sys
 import types
 from pathlib import Path
@@ -17,10 +15,8 @@ import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, reflect_pad, valid,
+    RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
 )
-
-log = logging.getLogger(__name__)
 
 baseline = False
 
@@ -33,7 +29,8 @@ def needs_gpu(spec: dict) -> bool:
 def load(card: dict) -> PannsEncoder:
     """CNN14 with the checkpoint's weights or seeded random ones."""
     return PannsEncoder(card["sample_rate"], card.get("path"), card.get("random_weights", False),
-                        card.get("seed", 0), card.get("classes_num", 527))
+                        card.get("seed", 0), card.get("classes_num", 527),
+                        card.get("trust_checkpoint", False))
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -53,7 +50,7 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
         if not path.is_file():
             raise AudioprobeError(f"PANNs checkpoint {path} is not a file (give the .pth file, "
                                   "e.g. Cnn14_mAP=0.431.pth or Cnn14_16k_mAP=0.438.pth)")
-        info = panns_checkpoint_info(panns_state_dict(path))
+        info = panns_checkpoint_info(panns_state_dict(path, spec.get("trust_checkpoint", False)))
         card = {"model_id": f"panns Cnn14 {path.name}", "revision": content_hash(path),
                 "path": str(path.resolve()), **info}
         if spec.get("random_weights"):
@@ -101,14 +98,11 @@ def panns_models() -> types.ModuleType:
     return importlib.import_module(f"{name}.models")
 
 
-def panns_state_dict(path: str | Path) -> dict:
-    """The model weights of a PANNs checkpoint file ({"model": state_dict, ...})."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Training checkpoints may pickle more than tensors; the file is the one configured.
-        log.warning("%s holds more than tensors; loading it with weights_only=False", path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+def panns_state_dict(path: str | Path, trust: bool = False) -> dict:
+    """The model weights of a PANNs checkpoint file ({"model": state_dict, ...}, or the state
+    dict itself, e.g. as .safetensors); one that pickles more than tensors only with ``trust``
+    (``safe_torch_load``)."""
+    checkpoint = safe_torch_load(path, trust)
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "spectrogram_extractor.stft.conv_real.weight" not in state:
         raise AudioprobeError(f"{path} is not a PANNs checkpoint (no model state dict with a "
@@ -151,7 +145,8 @@ class PannsEncoder:
     normalizes_waveform = False
 
     def __init__(self, sample_rate: int = 32000, path: str | None = None,
-                 random_weights: bool = False, seed: int = 0, classes_num: int = 527) -> None:
+                 random_weights: bool = False, seed: int = 0, classes_num: int = 527,
+                 trust_checkpoint: bool = False) -> None:
         if sample_rate not in PANNS_PRESETS:
             raise AudioprobeError(f"PANNs Cnn14 runs at {sorted(PANNS_PRESETS)} Hz, "
                                   f"not {sample_rate}")
@@ -164,7 +159,7 @@ class PannsEncoder:
         if not random_weights:
             if path is None:
                 raise AudioprobeError("PANNs: the card names no checkpoint file")
-            self.model.load_state_dict(panns_state_dict(path))
+            self.model.load_state_dict(panns_state_dict(path, trust_checkpoint))
         self.model.eval()
         self.sample_rate = sample_rate
         # five 2x2 poolings in time: at least 32 STFT frames (centred: samples // hop + 1)

@@ -4,14 +4,15 @@ input-embedding layer, so torchaudio layer k is transformers layer k + 1."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from audioprobe.errors import AudioprobeError
+from audioprobe.errors import AudioprobeError, UnsafeCheckpointError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, conv_front_end, valid,
+    RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint, valid,
 )
 
 baseline = False
@@ -25,7 +26,8 @@ def needs_gpu(spec: dict) -> bool:
 def load(card: dict) -> TorchaudioEncoder:
     """The bundle's model, with the fetched weights or seeded random ones."""
     return TorchaudioEncoder(card["bundle"], card.get("path"), card.get("random_weights", False),
-                             card.get("architecture"), card.get("seed", 0))
+                             card.get("architecture"), card.get("seed", 0),
+                             card.get("trust_checkpoint", False))
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -59,8 +61,9 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
     folder = models_dir / "torchaudio"
     weights = folder / Path(bundle._path).name
     try:  # downloads once (torch.hub), then loads the cached file, as extraction jobs will
-        bundle.get_model(dl_kwargs={"model_dir": str(folder), "file_name": weights.name,
-                                    "map_location": "cpu"})
+        bundle_model(bundle, weights, spec.get("trust_checkpoint", False))
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:
         raise AudioprobeError(
             f"torchaudio bundle {bundle_name}: could not get its weights {bundle._path} into "
@@ -79,6 +82,18 @@ def torchaudio_bundle(name: str):
         raise AudioprobeError(f"torchaudio bundle {name!r} is not a wav2vec2/HuBERT/WavLM "
                               f"bundle of torchaudio.pipelines; known: {', '.join(known)}")
     return bundle
+
+
+def bundle_model(bundle, weights: Path, trust: bool = False):
+    """The bundle's pretrained model from ``weights`` (downloaded there by torch.hub if absent).
+    torch.hub unpickles in full by default; here only tensors, unless ``trust`` (the model's
+    ``trust_checkpoint: true``), as ``common.safe_torch_load``."""
+    try:
+        return bundle.get_model(dl_kwargs={"model_dir": str(weights.parent),
+                                           "file_name": weights.name, "map_location": "cpu",
+                                           "weights_only": not trust})
+    except pickle.UnpicklingError:
+        raise untrusted_checkpoint(weights) from None
 
 
 def torchaudio_params(bundle, overrides: dict | None) -> dict:
@@ -105,7 +120,8 @@ class TorchaudioEncoder:
     """
 
     def __init__(self, bundle: str, path: str | None = None, random_weights: bool = False,
-                 architecture: dict | None = None, seed: int = 0) -> None:
+                 architecture: dict | None = None, seed: int = 0,
+                 trust_checkpoint: bool = False) -> None:
         from torchaudio.models import wav2vec2_model, wavlm_model
 
         bundle_ = torchaudio_bundle(bundle)
@@ -118,10 +134,7 @@ class TorchaudioEncoder:
             if path is None:
                 raise AudioprobeError(f"torchaudio bundle {bundle}: the card names no weights")
             params = bundle_._params
-            weights = Path(path)
-            model = bundle_.get_model(dl_kwargs={
-                "model_dir": str(weights.parent), "file_name": weights.name,
-                "map_location": "cpu"})
+            model = bundle_model(bundle_, Path(path), trust_checkpoint)
         self.model = getattr(model, "model", model).eval()  # unwrap the normalising wrapper
         self.normalize = self.normalizes_waveform = bool(bundle_._normalize_waveform)
         self.sample_rate = int(bundle_.sample_rate)

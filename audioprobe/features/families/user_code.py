@@ -74,12 +74,13 @@ def check_revision(card: dict, module: ModuleType) -> None:
             "(snakemake --forcerun fetch_model)")
 
 
-def batching_error(run: Run, sample_rate: int) -> float:
+def batching_error(run: Run, sample_rate: int, min_samples: int = 1) -> float:
     """Worst relative difference between each of three short noise clips alone and the same
     clip in a padded batch, over every layer and valid frame (inf where the number of layers or
     of valid frames differs)."""
     generator = torch.Generator().manual_seed(0)
-    waves = [0.1 * torch.randn(int(s * sample_rate), generator=generator) for s in CHECK_SECONDS]
+    waves = [0.1 * torch.randn(max(int(s * sample_rate), min_samples), generator=generator)
+             for s in CHECK_SECONDS]
     lengths = torch.tensor([w.numel() for w in waves])
     with torch.inference_mode():
         layers, frames = run(torch.nn.utils.rnn.pad_sequence(waves, batch_first=True), lengths)
@@ -126,13 +127,13 @@ class UserEncoder:
         waves = batch["waves"]
         if self.batched:
             layers, frames = self.run(waves, lengths)
-        else:
-            outs = [self.run(waves[i:i + 1, :n], lengths[i:i + 1])
+        else:  # each clip alone on its own samples, its frames padded to the longest
+            runs = [self.run(waves[i:i + 1, :n], lengths[i:i + 1])
                     for i, n in enumerate(lengths.tolist())]
-            width = max(out[0][0].shape[1] for out in outs)
-            layers = [torch.cat([F.pad(out[0][k][:, :width], (0, 0, 0, width - out[0][k].shape[1]))
-                                 for out in outs]) for k in range(len(outs[0][0]))]
-            frames = torch.cat([out[1].to(lengths) for out in outs])
+            width = max(clip[0].shape[1] for clip, _ in runs)
+            layers = [torch.cat([F.pad(clip[k], (0, 0, 0, width - clip[k].shape[1]))
+                                 for clip, _ in runs]) for k in range(len(runs[0][0]))]
+            frames = torch.cat([n.to(lengths) for _, n in runs])
         if len(layers) != self.n_layers:
             raise AudioprobeError(f"the model returned {len(layers)} layers; at fetch time it "
                                   f"returned {self.n_layers}")
