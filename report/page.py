@@ -270,9 +270,10 @@ display(HTML(f'<p class="lead">The tables behind this report, next to it in '
 # %% [markdown]
 # ## Setup
 #
-# The datasets with their evaluation protocol and headline metric (balanced accuracy where
-# classes are imbalanced), the models (log-mel is the weight-free baseline; a random-weights
-# model is the control of the pretrained model configured the same way) and the probes.
+# The datasets with their evaluation protocol and headline metric (the ICBHI score for ICBHI,
+# balanced accuracy where classes are imbalanced), the models (log-mel is the weight-free
+# baseline; a random-weights model is the control of the pretrained model configured the same
+# way) and the probes.
 
 # %%
 table(an.dataset_table(run), "datasets")
