@@ -381,27 +381,32 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 
 
 # Columns of the result tables (runs, summary, layers, comparisons) that are text or whole
-# numbers; every other column is read as a float, whatever its values look like (an interval
-# bound of 0 in every row is still a float).
+# numbers; every other column of numbers is read as a float, whatever its values look like (an
+# interval bound of 0 in every row is still a float).
 TEXT_COLUMNS = {"dataset", "model", "probe", "metric", "model_a", "model_b", "relation", "test",
-                "headline_metric", "interval", "chosen_layers"}
+                "headline_metric", "selection_metric", "interval", "chosen_layers"}
 INTEGER_COLUMNS = {"layer", "fold", "seed", "epochs", "n_train", "n_valid", "n_test", "n_rounds",
                    "n_seeds", "modal_layer", "modal_rounds", "rounds_chosen", "n"}
+MISSING = ("", "nan", "NaN")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A result table written by this package, with explicit dtypes: text as text (a name such
-    as "NA" stays one), whole-number columns as int64 where no value is missing, booleans as
-    bool, the rest float64."""
-    columns = pd.read_csv(path, nrows=0).columns
-    dtype = {c: str if c in TEXT_COLUMNS else bool if c == "chosen" else "float64"
-             for c in columns}
-    table = pd.read_csv(path, dtype=dtype, keep_default_na=False,
-                        na_values={c: ["", "nan", "NaN"] for c in columns
-                                   if c not in TEXT_COLUMNS})
-    for column in INTEGER_COLUMNS & set(columns):
-        if table[column].notna().all():
-            table[column] = table[column].astype("int64")
+    as "NA" stays one), ``chosen`` as bool, columns of numbers as float64 (whole-number columns
+    as int64 where no value is missing); a column holding other text stays text."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in table.columns.difference(sorted(TEXT_COLUMNS)):
+        cells = table[column]
+        if column == "chosen":
+            table[column] = cells == "True"
+            continue
+        missing = cells.isin(MISSING)
+        values = pd.to_numeric(cells.mask(missing), errors="coerce").astype("float64")
+        if values.notna().sum() != (~missing).sum():
+            continue  # text, such as a layer named "all"
+        table[column] = values
+        if column in INTEGER_COLUMNS and values.notna().all():
+            table[column] = values.astype("int64")
     return table
 
 
