@@ -217,7 +217,7 @@ def matrix_table(frame: pd.DataFrame) -> str:
     scores = list(range(2, 3 + n))
     return '<div class="table-wrap">' + to_html_datatable(
         cells, connected=False, allow_html=True, table_id="matrix", paging=False,
-        text_in_header_can_be_selected=False,
+        text_in_header_can_be_selected=False, display_logo_when_loading=False,
         classes="display compact dataframe matrix", style="width: auto; margin: 0",
         layout={"topStart": "search", "topEnd": None, "bottomStart": None, "bottomEnd": None},
         language={"searchPlaceholder": "model, probe, control, baseline"},
