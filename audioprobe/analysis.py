@@ -170,11 +170,13 @@ def relative_depth(layer: int, n_layers: int) -> float:
 
 def matrix(run: Run) -> pd.DataFrame:
     """One row per model and probe, one column per dataset: the headline score (percent),
-    its interval, whether it is the dataset's best, and the mean rank across datasets."""
+    its interval, whether it is in the top group (:func:`top_group`), and the mean rank across
+    datasets."""
     rows = with_headline(run.summary)
     rows = rows.assign(rank=rows.groupby("dataset")["score"].rank(ascending=False,
                                                                    method="min"))
-    best = rows.groupby("dataset")["score"].transform("max")
+    tops = {(d, p): top_group(run, d, p) for d, p in rows[["dataset", "probe"]].drop_duplicates()
+            .itertuples(index=False)}
     records = []
     for (model, probe), part in rows.groupby(["model", "probe"], sort=False):
         record = {"model": model, "probe": probe, "role": model_role(run, model)}
@@ -186,7 +188,7 @@ def matrix(run: Run) -> pd.DataFrame:
             row = hit.iloc[0]
             record[dataset] = {"score": row["score"], "low": row["score_low"],
                                "high": row["score_high"], "metric": row["headline_metric"],
-                               "best": row["score"] == best[hit.index[0]]}
+                               "best": model in tops[dataset, probe]}
         record["mean rank"] = part["rank"].mean()
         records.append(record)
     table = pd.DataFrame(records)
@@ -198,10 +200,27 @@ def matrix(run: Run) -> pd.DataFrame:
 # Comparisons and key findings ----------------------------------------------------------------
 
 def best_row(run: Run, dataset: str) -> pd.Series:
-    """The dataset's best model and probe: the highest headline score (the bold cell of the
-    matrix; the paired comparisons take each probe's best the same way)."""
+    """The configuration the report shows in detail: the model and probe with the best
+    validation score (the selection metric on validation, mean over rounds), never a test
+    score. No test depends on it: the comparisons cover every pair of models."""
     rows = with_headline(run.summary[run.summary["dataset"] == dataset])
-    return rows.loc[rows["score"].idxmax()]
+    return rows.loc[rows["val_score_mean"].idxmax()]
+
+
+def top_group(run: Run, dataset: str, probe: str, alpha: float = 0.05) -> set[str]:
+    """The models of one dataset and probe that no other model beats (Holm-adjusted p below
+    ``alpha`` over every pair of the dataset, the interval above 0): the bold cells of the
+    matrix. Empty when the comparisons hold none for them."""
+    table = run.comparisons
+    if table.empty:
+        return set()
+    rows = table[(table["dataset"] == dataset) & (table["probe"] == probe)]
+    if rows.empty:
+        return set()
+    significant = rows["p_holm"] < alpha
+    beaten = set(rows.loc[significant & (rows["ci_low"] > 0), "model_b"])
+    beaten |= set(rows.loc[significant & (rows["ci_high"] < 0), "model_a"])
+    return (set(rows["model_a"]) | set(rows["model_b"])) - beaten
 
 
 def comparisons_of(run: Run, dataset: str, probe: str, model: str) -> pd.DataFrame:
@@ -252,10 +271,13 @@ def layer_summary(row: pd.Series, names: list[str]) -> str:
 
 
 def dataset_finding(run: Run, dataset: str) -> str:
-    """One paragraph of Markdown: the dataset's best configuration and how it compares."""
+    """One paragraph of Markdown: the dataset's configuration best on validation, its test
+    score, how it compares, and which models no other model beats."""
     best = best_row(run, dataset)
     score = headline(best)
-    text = (f"**{dataset}**: best is **{best['model']}** with the **{best['probe']}** probe at "
+    selected_on = METRIC_NAMES.get(best["selection_metric"], best["selection_metric"])
+    text = (f"**{dataset}**: best on validation ({selected_on} {100 * best['val_score_mean']:.1f}"
+            f"%) is **{best['model']}** with the **{best['probe']}** probe at "
             f"{layer_summary(best, run.layer_names(best['model']))}: {score['name']} "
             f"**{100 * score['mean']:.1f}%** (95% CI {100 * score['low']:.1f}–"
             f"{100 * score['high']:.1f}; {score['interval']}).")
@@ -263,8 +285,13 @@ def dataset_finding(run: Run, dataset: str) -> str:
     if compared.empty:
         return text + (" No paired comparison was run for it (results/tables/comparisons.csv "
                        "holds none).")
-    runner_up = compared.sort_values("mean_b", ascending=False).iloc[0]
-    sentences = [f"Against the runner-up, it {verdict(runner_up)}."]
+    validation = run.summary[(run.summary["dataset"] == dataset)
+                             & (run.summary["probe"] == best["probe"])].set_index("model")
+    runner_up = compared.assign(
+        val=compared["model_b"].map(validation["val_score_mean"])).sort_values(
+        "val", ascending=False, kind="stable").iloc[0]
+    top = sorted(top_group(run, dataset, best["probe"]))
+    sentences = [f"Against the runner-up on validation, it {verdict(runner_up)}."]
     roles = compared["model_b"].map(lambda m: model_role(run, m))
     for role, label in (("control", "its random-weights control"),
                         ("baseline", "the log-mel baseline")):
@@ -273,6 +300,9 @@ def dataset_finding(run: Run, dataset: str) -> str:
             part = part[part["relation"] == "vs random-weights control"]
         if len(part):
             sentences.append(f"Against {label}, it {verdict(part.iloc[0])}.")
+    if top:
+        sentences.append(f"No other model beats {', '.join(top)} with the {best['probe']} "
+                         "probe (Holm over every pair; not distinguishable is not equal).")
     return " ".join([text, *sentences])
 
 

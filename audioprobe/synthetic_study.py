@@ -24,7 +24,8 @@ from audioprobe import statistics
 from audioprobe.features.families import family
 from audioprobe.joblog import run_details
 from audioprobe.manifest import COLUMNS
-from audioprobe.tables import ALL_LAYERS, layer_curves
+from audioprobe.tables import (ALL_LAYERS, FLIP_TEST, KFOLD_INTERVAL, RELATIONS, SPLIT_INTERVAL,
+                               T_TEST, layer_curves)
 
 # name: adapter, options, classes, rounds (0: official train/valid/test split), headline metric
 DATASETS = {
@@ -124,10 +125,10 @@ def _interval(scores: np.ndarray, n_test: int, n_train: int) -> tuple[float, flo
     n, mean = len(scores), float(scores.mean())
     if n == 1:
         half = 1.96 * np.sqrt(mean * (1 - mean) / n_test)
-        text = f"95% CI, normal approximation over {n_test} test clips, n=1 split"
+        text = f"{SPLIT_INTERVAL}, normal approximation over {n_test} test clips, n=1 split"
         return mean - half, mean + half, text
     estimate = statistics.corrected_t(scores, n_test / n_train, bounds=(0, 1))
-    return estimate.low, estimate.high, f"95% CI, Nadeau-Bengio corrected t, n={n} rounds"
+    return estimate.low, estimate.high, f"{KFOLD_INTERVAL}, Nadeau-Bengio corrected t, n={n} rounds"
 
 
 def _probe_results(rng, dataset, model, probe, curve, rounds, n_test, n_train):
@@ -148,6 +149,7 @@ def _probe_results(rng, dataset, model, probe, curve, rounds, n_test, n_train):
                              "fold": round_, "seed": seed, "lr": 0.001,
                              "weight_decay": [0.0, 0.01][int(rng.integers(2))],
                              "epochs": int(rng.integers(8, 40)),
+                             "selection_metric": "accuracy", "val_score": float(val[k]),
                              "val_accuracy": float(val[k] + rng.normal(0, 0.003)),
                              "n_train": n_train, "n_valid": n_test, "n_test": n_test,
                              "accuracy": test, "balanced_accuracy": test - 0.01,
@@ -175,6 +177,8 @@ def _summaries(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFr
                     else np.nan, f"{m}_ci_low": low, f"{m}_ci_high": high, f"{m}_seed_sd": seed_sd}
         summary["interval"] = text
     summary["val_accuracy_mean"] = chosen["val_accuracy"].mean()
+    summary["selection_metric"] = "accuracy"
+    summary["val_score_mean"] = chosen["val_score"].mean()
     return pd.DataFrame([summary]), layer_curves(runs)
 
 
@@ -184,12 +188,12 @@ def _compare(dataset, probe, metric, a, b, relation, scores, n_test, n_train):
     if n > 1:
         estimate = statistics.corrected_t(difference, n_test / n_train, bounds=(-1, 1))
         low, high, p = estimate.low, estimate.high, estimate.p_value
-        test = "paired t over rounds, Nadeau-Bengio corrected"
+        test = T_TEST
     else:
         se = np.sqrt(2 * 0.25 / n_test)
         p = 2 * stats.norm.sf(abs(difference.mean()) / se)
         low, high = difference.mean() - 1.96 * se, difference.mean() + 1.96 * se
-        test = "paired bootstrap over test groups"
+        test = FLIP_TEST
     return {"dataset": dataset, "probe": probe, "metric": metric, "model_a": a, "model_b": b,
             "relation": relation, "mean_a": scores[a].mean(), "mean_b": scores[b].mean(),
             "difference": difference.mean(), "ci_low": low, "ci_high": high, "p_value": p,
@@ -205,12 +209,12 @@ def _comparisons(summary: pd.DataFrame, runs: pd.DataFrame, n_test: dict,
         for probe, rows_of_probe in part.groupby("probe", sort=False):
             scores = {m: g.groupby("fold")[metric].mean().to_numpy()
                       for m, g in chosen[chosen["probe"] == probe].groupby("model")}
-            best = rows_of_probe.loc[rows_of_probe[f"{metric}_mean"].idxmax(), "model"]
-            pairs = [(m, f"{m}_random", "vs random-weights control") for m in scores
+            pairs = [(m, f"{m}_random", RELATIONS[0]) for m in scores
                      if f"{m}_random" in scores]
-            pairs += [(m, "logmel", "vs log-mel baseline") for m in scores
+            pairs += [(m, "logmel", RELATIONS[1]) for m in scores
                       if MODELS[m][0] != "logmel" and "logmel" in scores]
-            pairs += [(best, other, "best vs other") for other in scores if other != best]
+            models = list(scores)
+            pairs += [(a, b, RELATIONS[2]) for i, a in enumerate(models) for b in models[i + 1:]]
             seen = set()
             for a, b, relation in pairs:  # each pair once, as the workflow's tables do
                 if frozenset((a, b)) not in seen:

@@ -19,9 +19,14 @@
 # How well do frozen audio representations serve each task, and where in the network does the
 # information sit? Every number comes from probes trained on the pooled features of one layer
 # (the weighted probe: a learned mix of all layers). Scalers, early stopping, the hyperparameter
-# grid and the layer are chosen on training and validation data only, separately in every
-# evaluation round (official fold or split); the test score of a round is taken at that round's
-# own chosen layer, and intervals treat the round, not the seed, as the unit of replication.
+# grid and the layer are chosen on training and validation data only, on the dataset's headline
+# metric, separately in every evaluation round (official fold or split); the test score of a
+# round is taken at that round's own chosen layer, and intervals treat the round, not the seed,
+# as the unit of replication. Two kinds of interval: over several rounds (k-fold) it covers
+# training and test sampling (Nadeau-Bengio corrected t, conservative); on a single split it
+# holds the trained probe fixed and covers test sampling only (bootstrap-t over test groups).
+# Every pair of models is compared, with Holm's correction over all of them; no choice in this
+# report uses a test score. A difference "not distinguishable" is not shown to be zero.
 
 # %%
 import base64
@@ -155,10 +160,11 @@ def fitted_limits(lows: list[float], highs: list[float]) -> tuple[float, float]:
 # %% [markdown]
 # ## Key findings
 #
-# Generated from the tables: per dataset, the best model and probe (the highest headline
-# score), where its layer sits, and the paired comparisons against the runner-up, its
-# random-weights control and the log-mel baseline (differences in percentage points, 95%
-# intervals, Holm-adjusted p over the comparisons of one dataset).
+# Generated from the tables: per dataset, the model and probe best on validation (never chosen on
+# a test score), its test score, where its layer sits, and the paired comparisons against the
+# runner-up on validation, its random-weights control and the log-mel baseline (differences in
+# percentage points, 95% intervals, Holm-adjusted p over every pair of models of one dataset),
+# and the models no other model beats.
 
 # %%
 for dataset in run.datasets:
@@ -176,7 +182,8 @@ note("\n".join(f"- {line}" for line in said) if said else
 # ## Results matrix
 #
 # The headline score (percent, one decimal) with its 95% interval for every model and probe
-# (rows) on every dataset (columns); the best of each dataset in bold; controls (random
+# (rows) on every dataset (columns); in bold, the models no other model with the same probe beats
+# (Holm over every pair, not the highest test score); controls (random
 # weights) and baselines (log-mel) tagged; mean rank across datasets (1 = best). Click a column
 # to sort; type in the search box to filter rows.
 
@@ -239,9 +246,10 @@ display(HTML(f'<p class="lead">The tables behind this report, next to it in '
 # %% [markdown]
 # ## Setup
 #
-# The datasets with their evaluation protocol and headline metric (balanced accuracy where
-# classes are imbalanced), the models (log-mel is the weight-free baseline; a random-weights
-# model is the control of the pretrained model configured the same way) and the probes.
+# The datasets with their evaluation protocol and headline metric (the ICBHI score for ICBHI,
+# balanced accuracy where classes are imbalanced), the models (log-mel is the weight-free
+# baseline; a random-weights model is the control of the pretrained model configured the same
+# way) and the probes.
 
 # %%
 table(an.dataset_table(run), "datasets")
@@ -252,9 +260,9 @@ table(an.probe_table(run), "probes")
 # ## Per-dataset results
 #
 # For each dataset: validation and test scores of every layer for every model on relative depth
-# (0 = a model's first stored layer, 1 = its last), the paired comparisons, and for the best configuration
-# the confusion matrix, per-class scores and most confused pairs (pooled over rounds and seeds,
-# each round at its own chosen layer).
+# (0 = a model's first stored layer, 1 = its last), the paired comparisons, and for the
+# configuration best on validation the confusion matrix, per-class scores and most confused
+# pairs (pooled over rounds and seeds, each round at its own chosen layer).
 
 # %%
 def layer_figure(dataset: str) -> None:
@@ -262,11 +270,13 @@ def layer_figure(dataset: str) -> None:
     rows = run.layers[run.layers["dataset"] == dataset]
     metric = run.summary.loc[run.summary["dataset"] == dataset, "headline_metric"].iloc[0]
     summary = run.summary[run.summary["dataset"] == dataset]
+    selected_on = summary["selection_metric"].iloc[0]
     probes = LAYERED_PROBES or run.probes
     fig, axes = plt.subplots(len(probes), 2, figsize=(12, 3.6 * len(probes)), squeeze=False)
     for r, probe in enumerate(probes):
         handles = []
-        for c, (column, label) in enumerate([("val_accuracy", "validation accuracy"),
+        for c, (column, label) in enumerate([("val_score",
+                                              f"validation {an.METRIC_NAMES[selected_on]}"),
                                              (metric, f"test {an.METRIC_NAMES[metric]}")]):
             ax, lows, highs = axes[r][c], [], []
             for model in run.models:
@@ -320,7 +330,7 @@ def layer_figure(dataset: str) -> None:
     fig.tight_layout()
     show(fig, f"{dataset}-layers",
          f"{dataset}: validation (left) and test (right) score by relative depth, mean over "
-         "rounds with 95% Nadeau-Bengio corrected t bands; look for where each model peaks and whether the validation "
+         "rounds with 95% Nadeau-Bengio corrected t bands (none on a single split); look for where each model peaks and whether the validation "
          "peak, where the layer is chosen, matches the test peak.",
          f"{dataset}: line charts of validation and test score against relative depth per model")
 
@@ -457,8 +467,8 @@ else:
 # %% [markdown]
 # ## Error analysis
 #
-# For the best configuration of each dataset: a t-SNE map (at most 1000 test clips) of the
-# standardised features of the layer chosen in each clip's round, with the class in colour on
+# For the configuration best on validation of each dataset: a t-SNE map (at most 1000 test
+# clips) of the standardised features of the layer chosen in each clip's round, with the class in colour on
 # the left and the outcome as marker shape on the right (grey dot: right in every seed; open
 # circle: right in some; black cross: wrong in every seed); then the clips with the highest
 # loss.

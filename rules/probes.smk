@@ -2,6 +2,7 @@ rule probe:
     input:
         store="results/features/{dataset}/{model}.h5",
         card="resources/models/{model}.json",
+        manifest="results/manifests/{dataset}.csv",
     output:
         runs="results/probes/{dataset}/{model}/{probe}.csv",
         predictions="results/predictions/{dataset}/{model}/{probe}.csv",
@@ -19,5 +20,8 @@ rule probe:
     params:
         spec=lambda wildcards: config_of(f"probes/{wildcards.probe}"),
         protocol=canonical(config["protocol"]),
+        selection=lambda wildcards: lookup(
+            dpath=f"datasets/{wildcards.dataset}/selection", within=config
+        ),
     script:
         "../scripts/probe.py"

@@ -17,6 +17,7 @@ from audioprobe.joblog import to_file
 from audioprobe.probes.label import extraction_settings
 from audioprobe.probes.run import probe_store
 from audioprobe.settings import ProtocolSettings
+from audioprobe.tables import read_manifest, selection_metric
 
 to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -29,6 +30,9 @@ runs, predictions, probes = probe_store(
     snakemake.wildcards.probe,
     snakemake.params.spec,
     ProtocolSettings.from_config(snakemake.params.protocol),
+    metric=selection_metric(
+        snakemake.params.selection, read_manifest(snakemake.input.manifest)
+    ),
 )
 runs.insert(0, "model", snakemake.wildcards.model)
 runs.insert(0, "dataset", snakemake.wildcards.dataset)

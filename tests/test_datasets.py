@@ -133,6 +133,8 @@ def test_speechcommands_12_classes_on_the_official_test_set(tmp_path):
     assert df.attrs["comparable"] is True
     assert df.attrs["notes"][0].startswith("test set: the official archive "
                                            "speech_commands_test_set_v0.02 (7 clips); the 5 clips")
+    assert df.attrs["notes"][1].startswith("comparable with published 12-class results (SUPERB "
+                                           "KS, HEAR) in the test set only: training keeps")
 
 
 def test_speechcommands_official_test_set_missing_or_misplaced(tmp_path):
@@ -202,7 +204,9 @@ def test_librispeech_every_speaker_in_every_split(tmp_path):
     held = df[df["split"] != "train"].set_index("clip_id")["split"].to_dict()
     assert held == want["split_of"]
     assert (df["group"] == df["clip_id"]).all()
-    assert len(df.attrs["notes"]) == 1 and "utterance-level split" in df.attrs["notes"][0]
+    assert len(df.attrs["notes"]) == 2 and "utterance-level split" in df.attrs["notes"][0]
+    assert "session matching" in df.attrs["notes"][0]
+    assert df.attrs["notes"][1].startswith("nearest published reference: CPC (van den Oord")
     manifest.check_no_leakage(df)
 
 
@@ -219,7 +223,8 @@ def test_librispeech_chapter_disjoint_option(tmp_path):
     rest = df[df["split"] != "test"]
     assert not set(rest["clip_id"].str.rsplit("-", n=1).str[0]) & want["test_chapters"]
     assert set(df.loc[df["split"] == "valid", "clip_id"]) == want["valid"]
-    assert [note.split()[1] for note in df.attrs["notes"]] == want["left_out"]
+    assert [note.split()[1] for note in df.attrs["notes"][:-1]] == want["left_out"]
+    assert "251 speakers of train-clean-100" in df.attrs["notes"][-1]
     assert "single chapter" in df.attrs["notes"][0]
     manifest.check_no_leakage(df)
 
@@ -372,7 +377,8 @@ AUDITS = {
                        "valid", {"_silence_": 1, "up": 1, "yes": 1}),
     "nsynth": (True, ["official valid split set aside", "label(s) organ, string, vocal in the test"],
                "valid", {"bass": 1, "keyboard": 2}),
-    "librispeech": (True, ["utterance-level split"], "test", {"19": 1, "26": 1, "32": 1, "39": 2}),
+    "librispeech": (True, ["utterance-level split", "nearest published reference: CPC"], "test",
+                    {"19": 1, "26": 1, "32": 1, "39": 2}),
     "icbhi": (True, ["patient 156: recordings in train (2)",
                      "patient 218: recordings in train (1)",
                      "label(s) wheeze in the test split but never in train"],

@@ -19,12 +19,14 @@ from audioprobe.probes.run import probe_store
 from audioprobe.probes.splits import rounds
 from audioprobe.probes.train import Architecture, Member, fit_predict
 from audioprobe.settings import ProtocolSettings
-from audioprobe.tables import ALL_LAYERS, layer_curves, summarize
+from audioprobe.errors import AudioprobeError
+from audioprobe.tables import ALL_LAYERS, layer_curves, selection_metric, summarize
 
 PROTOCOL = ProtocolSettings.from_config(
     {"seeds": 2, "learning_rates": [0.001, 0.01], "weight_decays": [0.0, 0.01],
      "max_epochs": 30, "patience": 5, "batch_size": 64})
-SELECTION = ["layer", "fold", "seed", "lr", "weight_decay", "epochs", "val_accuracy"]
+SELECTION = ["layer", "fold", "seed", "lr", "weight_decay", "epochs", "val_score",
+             "val_accuracy"]
 
 
 def write_store(path: Path, features: np.ndarray, labels: np.ndarray, folds: np.ndarray,
@@ -276,3 +278,61 @@ def test_a_probe_trains_the_same_alone_and_stacked(problem, hidden, dropout):
         assert stacked.epochs[e] == alone.epochs[0]
         assert stacked.val_accuracy[e] == alone.val_accuracy[0]
         np.testing.assert_allclose(stacked.test_proba[e], alone.test_proba[0], atol=1e-5)
+
+
+@pytest.fixture()
+def imbalanced(tmp_path):
+    """Class "a" holds 80% of the clips; layer 0 carries a strong signal for it and a weak one
+    for the rare classes, layer 1 the reverse, so validation accuracy and validation balanced
+    accuracy can prefer different layers, grid points and epochs."""
+    rng = np.random.default_rng(5)
+    n, dim = 300, 16
+    y = np.where(rng.random(n) < 0.8, 0, rng.integers(1, 4, n))
+    centers = rng.normal(0, 1, (4, dim))
+    rare = (y > 0)[:, None]
+    layer0 = np.where(rare, 0.3, 1.2) * centers[y] + rng.normal(0, 1, (n, dim))
+    layer1 = np.where(rare, 1.2, 0.3) * centers[y] + rng.normal(0, 1, (n, dim))
+    labels = np.array(["a", "b", "c", "d"])[y]
+    folds = np.tile(np.arange(1, 6), n // 5)
+    return open_store(write_store(tmp_path / "imbalanced.h5", np.stack([layer0, layer1]),
+                                  labels, folds))
+
+
+def test_selection_follows_the_selection_metric(imbalanced):
+    """Selected on balanced accuracy: each round's layer is the best mean validation balanced
+    accuracy, and the recorded validation score is the balanced accuracy of the kept probe on
+    the round's validation clips (not its accuracy)."""
+    store = imbalanced
+    runs, _, probes = probe_store(store, "p", {"kind": "linear"}, PROTOCOL,
+                                  metric="balanced_accuracy")
+    assert set(runs["selection_metric"]) == {"balanced_accuracy"}
+    per_layer = runs.groupby(["fold", "layer"])["val_score"].mean().unstack()
+    chosen = runs[runs["chosen"]].groupby("fold")["layer"].first()
+    assert (chosen == per_layer.idxmax(axis=1)).all()
+    classes = list(store.attrs["classes"])
+    y = pd.Categorical(store.meta["label"], categories=classes).codes
+    for rnd, trained in zip(rounds(store.meta), probes["rounds"]):
+        x = torch.as_tensor(store.layer(trained["layer"])[rnd.valid][None], dtype=torch.float64)
+        proba = _predict(x, {"architecture": probes["architecture"], "classes": classes},
+                         trained)
+        row = runs[(runs["fold"] == rnd.name) & (runs["layer"] == trained["layer"])
+                   & (runs["seed"] == 0)].iloc[0]
+        valid = scores(y[rnd.valid], proba, classes)
+        assert row["val_score"] == pytest.approx(valid["balanced_accuracy"], abs=1e-6)
+        assert row["val_accuracy"] == pytest.approx(valid["accuracy"], abs=1e-6)
+    assert (runs["val_score"] != runs["val_accuracy"]).any()
+    by_accuracy, _, _ = probe_store(store, "p", {"kind": "linear"}, PROTOCOL)
+    assert set(by_accuracy["selection_metric"]) == {"accuracy"}
+    assert (by_accuracy["val_score"] == by_accuracy["val_accuracy"]).all()
+    differs = by_accuracy[["lr", "weight_decay", "epochs", "chosen"]].compare(
+        runs[["lr", "weight_decay", "epochs", "chosen"]])
+    assert len(differs) > 0  # the metric changed what was selected
+
+
+def test_selection_metric_is_the_headline_unless_overridden():
+    icbhi = pd.DataFrame({"label": ["normal", "crackle"] * 4, "fold": np.nan,
+                          "split": ["test"] * 4 + ["train"] * 4})
+    assert selection_metric("headline", icbhi) == "icbhi_score"
+    assert selection_metric("accuracy", icbhi) == "accuracy"
+    with pytest.raises(AudioprobeError, match='icbhi_score needs a class named "normal"'):
+        selection_metric("icbhi_score", icbhi.assign(label="x"))

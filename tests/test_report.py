@@ -161,7 +161,7 @@ def test_sections_in_order_with_a_table_of_contents(study, study_page):
 
 
 def test_matrix_matches_the_summary(study_page, study_tables):
-    summary = study_tables["summary"]
+    summary, comparisons = study_tables["summary"], study_tables["comparisons"]
     rows = records(study_page.tables["matrix"])
     bold = study_page.cells_bold["matrix"][1:]
     assert len(rows) == summary.groupby(["model", "probe"]).ngroups == 4 * 3
@@ -180,12 +180,18 @@ def test_matrix_matches_the_summary(study_page, study_tables):
             score, interval = row[dataset].split(" ", 1)
             assert score == f"{100 * want['score']:.1f}"
             assert interval == f"[{100 * want['score_low']:.1f}, {100 * want['score_high']:.1f}]"
-            is_best = want["score"] == scored.loc[scored["dataset"] == dataset, "score"].max()
-            assert bolds[header.index(dataset)] == is_best
+            # bold: no other model of the probe beats it (Holm over every pair), never the
+            # highest test score as such
+            pairs = comparisons[(comparisons["dataset"] == dataset)
+                                & (comparisons["probe"] == row["probe"])
+                                & (comparisons["p_holm"] < 0.05)]
+            beaten = (((pairs["model_b"] == model) & (pairs["ci_low"] > 0))
+                      | ((pairs["model_a"] == model) & (pairs["ci_high"] < 0))).any()
+            assert bolds[header.index(dataset)] == (not beaten)
         assert float(row["mean rank"]) == pytest.approx(mine["rank"].mean(), abs=0.005)
     ranks = [float(r["mean rank"]) for r in rows]
     assert ranks == sorted(ranks)
-    # icbhi's headline is balanced accuracy, not accuracy
+    # the synthetic study's icbhi headline is balanced accuracy, not accuracy
     icbhi = scored[scored["dataset"] == "icbhi"].iloc[0]
     assert icbhi["score"] == icbhi["balanced_accuracy_mean"] != icbhi["accuracy_mean"]
 
@@ -196,12 +202,13 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
     text = re.sub(r"<[^>]+>", "", findings)
     summary, comparisons = study_tables["summary"], study_tables["comparisons"]
     for dataset in STUDY_DATASETS:
-        paragraph = re.search(rf"{dataset}: best is .*?(?=\n)", text)[0]
+        paragraph = re.search(rf"{dataset}: best on validation .*?(?=\n)", text)[0]
         scored = an.with_headline(summary[summary["dataset"] == dataset])
-        best = scored.loc[scored["score"].idxmax()]
+        best = scored.loc[scored["val_score_mean"].idxmax()]  # chosen on validation, not test
         metric = best["headline_metric"]
-        assert paragraph.startswith(f"{dataset}: best is {best['model']} with the "
-                                    f"{best['probe']} probe")
+        assert paragraph.startswith(f"{dataset}: best on validation (accuracy "
+                                    f"{100 * best['val_score_mean']:.1f}%) is {best['model']} "
+                                    f"with the {best['probe']} probe")
         assert f"{100 * best[f'{metric}_mean']:.1f}%" in paragraph
         assert f"95% CI {100 * best[f'{metric}_ci_low']:.1f}–" in paragraph
         # every comparison of the best, each pair listed once in either order
@@ -211,11 +218,11 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
                               | (comparisons["model_b"] == best["model"]))]
         others = scored[(scored["probe"] == best["probe"]) & (scored["model"] != best["model"])]
         assert len(mine) == len(others)
-        runner_up = others.loc[others["score"].idxmax()]
+        runner_up = others.loc[others["val_score_mean"].idxmax()]
         [pair] = mine[(mine["model_a"] == runner_up["model"])
                       | (mine["model_b"] == runner_up["model"])].to_dict("records")
         sign = 1 if pair["model_a"] == best["model"] else -1
-        assert "Against the runner-up, it " in paragraph
+        assert "Against the runner-up on validation, it " in paragraph
         assert f"{runner_up['model']} ({100 * sign * pair['difference']:+.1f} points" in paragraph
         assert f"Holm-adjusted p = {an.sig(pair['p_holm'], 2)}" in paragraph
         if runner_up["model"] != "logmel":
@@ -224,7 +231,7 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
                     f"(+{100 * logmel['difference']:.1f} points") in paragraph
     assert "Where the best layers sit" in text
     assert "hubert (13 layers, 0 = input embedding, 12 = block 12)" in text
-    assert re.search(r"best is \S+ with the \S+ probe at (layer \d+ \((input embedding|block "
+    assert re.search(r"is \S+ with the \S+ probe at (layer \d+ \((input embedding|block "
                      r"\d+)\) of 0–12|all layers|its only layer)", text)
     assert "icbhi is not comparable with published numbers" in text
     assert "split by patient instead of the official 60/40 split" in text
@@ -234,7 +241,7 @@ def test_key_findings_name_the_best_and_its_comparisons(study, study_tables):
 
 def test_comparisons_are_turned_towards_the_model_asked_about():
     comparisons = pd.DataFrame([{"dataset": "d", "probe": "p", "model_a": "x", "model_b": "y",
-                                 "relation": "best vs other", "mean_a": 0.8, "mean_b": 0.7,
+                                 "relation": "between models", "mean_a": 0.8, "mean_b": 0.7,
                                  "difference": 0.1, "ci_low": 0.05, "ci_high": 0.15,
                                  "p_holm": 0.01}])
     run = results.Run(summary=pd.DataFrame(), config={}, comparisons=comparisons)

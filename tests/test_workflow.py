@@ -28,7 +28,9 @@ def test_summary_has_every_dataset_model_probe_with_round_intervals(demo_run):
     assert set(summary["n_seeds"]) == {CONFIG["protocol"]["seeds"]}
     assert set(summary["headline_metric"]) == {"accuracy"}  # 20 clips of each class
     assert set(summary["interval"]) == {
-        "95% CI, Nadeau-Bengio corrected t (n_test/n_train = 0.333), n=5 rounds"}
+        "95% CI over training and test sampling, Nadeau-Bengio corrected t (n_test/n_train = "
+        "0.333), n=5 rounds"}
+    assert set(summary["selection_metric"]) == {"accuracy"}  # the headline metric
     for row in summary.itertuples():
         case = runs[(runs["model"] == row.model) & (runs["probe"] == row.probe)]
         chosen = case[case["chosen"]]
@@ -58,7 +60,16 @@ def test_comparisons_pair_the_models_on_the_same_rounds(demo_run):
                          ("vs log-mel baseline", ("crepe_tiny_random", "logmel"))]}
     for row in comparisons.itertuples():
         assert row.test == "paired t over rounds, Nadeau-Bengio corrected" and row.n == 5
-        assert abs(row.mean_a - summary.loc[(row.model_a, row.probe), "accuracy_mean"]) < 1e-5
+        # both models scored on the test clips both kept, round by round
+        pred = {m: pd.read_csv(demo_run / f"results/predictions/demo/{m}/{row.probe}.csv",
+                               dtype={"clip_id": str})
+                for m in (row.model_a, row.model_b)}
+        common = set(pred[row.model_a]["clip_id"]) & set(pred[row.model_b]["clip_id"])
+        for model, mean in ((row.model_a, row.mean_a), (row.model_b, row.mean_b)):
+            kept = pred[model][pred[model]["clip_id"].isin(common)]
+            right = kept.assign(right=kept["label"] == kept["prediction"])
+            want = right.groupby(["fold", "seed"])["right"].mean().groupby("fold").mean().mean()
+            assert abs(mean - want) < 1e-5
         assert abs(row.difference - (row.mean_a - row.mean_b)) < 1e-5
         assert row.ci_low < row.difference < row.ci_high
         assert row.p_value <= row.p_holm <= 1

@@ -28,7 +28,9 @@ including ``_silence_`` and ``_unknown_``). With option ``official_test=True`` t
 unpacked into ``<root>/speech_commands_test_set_v0.0<version>/`` (the download does this), is the
 test set, and the clips of ``testing_list.txt`` are not used. Without it the test split is
 ``testing_list.txt`` balanced as above, and the manifest is marked not comparable with published
-12-class results.
+12-class results. Comparable covers the test set only: training keeps ceil(10%) ``_unknown_``
+clips, as Warden's reference does, whereas s3prl (SUPERB KS) and HEAR train on every clip of the
+other words as ``_unknown_``; the notes say so.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ WORDS_V1 = (
 WORDS = {1: WORDS_V1, 2: WORDS_V1 + ("backward", "follow", "forward", "learn", "visual")}
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
+TRAINING_DIFFERS = ("comparable with published 12-class results (SUPERB KS, HEAR) in the test set "
+                    "only: training keeps ceil(10%) _unknown_ clips (Warden's input_data.py), "
+                    "whereas s3prl and HEAR train on every clip of the other words as _unknown_")
 Task = Literal["words", "12"]
 TASKS = get_args(Task)
 NOISE = "_background_noise_"
@@ -113,6 +118,7 @@ def build(root: Path, version: Literal[1, 2] = 2, task: Task = "words",
         tested = _test_set_rows(test_set)
         notes.append(f"test set: the official archive {test_set.name} ({len(tested)} clips); "
                      f"the {unused} clips of testing_list.txt are not used")
+        notes.append(TRAINING_DIFFERS)
     else:
         notes.append(f"test set: testing_list.txt balanced like training, not the official "
                      f"archive {TEST_SET.format(version=version)}: not comparable with "

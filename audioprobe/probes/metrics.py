@@ -53,30 +53,69 @@ def icbhi_scores(y_true: np.ndarray, y_pred: np.ndarray, normal: int,
             "icbhi_score": (sensitivity + specificity) / 2}
 
 
+def ratios(true: np.ndarray, predicted: np.ndarray, hits: np.ndarray,
+           top5: np.ndarray | None, classes: list[str]) -> dict[str, tuple]:
+    """Each metric as a mean of ratios of counts: metric -> (numerators, denominators, per
+    class), ratios on the last axis. Numerators and denominators are linear in the counts, so
+    the same function gives a resample's totals and each group's share of them. A per-class
+    metric averages over the classes the totals hold; the others over all their ratios.
+
+    ``true``, ``predicted``, ``hits`` (..., C): clips of each class, clips predicted as it,
+    clips of it predicted right; ``top5`` (...): clips whose class is among the 5 most
+    probable."""
+    total = true.sum(-1, keepdims=True)
+    result = {"accuracy": (hits.sum(-1, keepdims=True), total, False),
+              "macro_f1": (2 * hits, true + predicted, True),
+              "balanced_accuracy": (hits, true, True)}
+    if top5 is not None:
+        result["top5_accuracy"] = (top5[..., None], total, False)
+    if NORMAL in classes:
+        normal = classes.index(NORMAL)
+        abnormal = np.arange(len(classes)) != normal
+        sens = (hits[..., abnormal].sum(-1, keepdims=True),
+                true[..., abnormal].sum(-1, keepdims=True))
+        spec = (hits[..., normal:normal + 1], true[..., normal:normal + 1])
+        result["sensitivity"] = (*sens, False)
+        result["specificity"] = (*spec, False)
+        result["icbhi_score"] = (np.concatenate([sens[0], spec[0]], -1),
+                                 np.concatenate([sens[1], spec[1]], -1), False)
+    return result
+
+
 def scores_from_counts(true: np.ndarray, predicted: np.ndarray, hits: np.ndarray,
                        top5: np.ndarray | None, classes: list[str]) -> dict[str, np.ndarray]:
     """The scores of :func:`scores` from per-class counts, for many resamples at once.
 
-    ``true``, ``predicted`` and ``hits`` (R, C): clips of each class, clips predicted as it, and
-    clips of it predicted right; ``top5`` (R,): clips whose class is among the 5 most probable.
+    ``true``, ``predicted`` and ``hits`` (R, C) and ``top5`` (R,) as in :func:`ratios`.
     Equal to ``scores`` with the resample's clip counts as ``sample_weight`` (a test checks it);
-    counting is what makes thousands of bootstrap resamples cheap."""
-    present = true > 0
-    total = true.sum(1)
+    counting is what makes thousands of resamples cheap."""
+    return {m: value for m, (value, _) in
+            linearized(true, predicted, hits, top5, classes, None).items()}
+
+
+def linearized(true: np.ndarray, predicted: np.ndarray, hits: np.ndarray,
+               top5: np.ndarray | None, classes: list[str], parts: tuple | None
+               ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """metric -> (value (R,), influence (R, G) or None) of totals (R, C); ``parts``: the
+    (true, predicted, hits, top5) counts of each group (G, C), or None for no influence.
+
+    A group's influence is the first-order change of the metric per copy of the group in the
+    totals: for a mean of ratios a/b, mean over ratios of (a_g - (a/b) b_g) / b. The
+    influences' spread over the drawn groups gives the metric's standard error (the
+    delta method), which studentizes the bootstrap."""
+    mine = ratios(true, predicted, hits, top5, classes)
+    theirs = ratios(*parts, classes) if parts is not None else {}
+    result = {}
     with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(present, hits / true, np.nan)
-        f1 = np.where(present, 2 * hits / (true + predicted), np.nan)
-        result = {
-            "accuracy": hits.sum(1) / total,
-            "macro_f1": np.nanmean(f1, 1),
-            "balanced_accuracy": np.nanmean(recall, 1),
-        }
-        if top5 is not None:
-            result["top5_accuracy"] = top5 / total
-        if NORMAL in classes:
-            normal = classes.index(NORMAL)
-            abnormal = np.arange(len(classes)) != normal
-            result["sensitivity"] = hits[:, abnormal].sum(1) / true[:, abnormal].sum(1)
-            result["specificity"] = hits[:, normal] / true[:, normal]
-            result["icbhi_score"] = (result["sensitivity"] + result["specificity"]) / 2
+        for metric, (num, den, per_class) in mine.items():
+            keep = true > 0 if per_class else np.ones(num.shape, dtype=bool)
+            ratio = np.where(keep, num / den, np.nan)
+            value = np.nanmean(ratio, -1) if per_class else ratio.mean(-1)
+            influence = None
+            if metric in theirs:
+                weight = np.where(keep, 1 / den, 0) / keep.sum(-1, keepdims=True)
+                num_g, den_g, _ = theirs[metric]
+                influence = (weight @ num_g.T) - (np.nan_to_num(ratio) * weight) @ den_g.T
+                influence[~np.isfinite(value)] = np.nan
+            result[metric] = (value, influence)
     return result

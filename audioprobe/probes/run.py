@@ -2,12 +2,13 @@
 
 For each layer (or, for the weighted probe, all layers at once) and evaluation round: the scaler
 is fitted on the training clips only; the grid (learning rate x weight decay) is trained with
-seed 0 and the grid point with the best validation accuracy is chosen; further seeds repeat that
-grid point, one stack per seed. Each run keeps its epoch with the best validation accuracy, and
+seed 0 and the grid point with the best validation score is chosen; further seeds repeat that
+grid point, one stack per seed. Each run keeps its epoch with the best validation score, and
 only that checkpoint predicts the test clips. Each round then chooses its own layer: the one with
-the best validation accuracy of that round (mean over seeds), never test accuracy and never
+the best validation score of that round (mean over seeds), never a test score and never
 another round's validation data (under the HEAR rotation, one round's validation fold is
-another round's test fold).
+another round's test fold). The score is the selection metric, the dataset's headline metric
+by default (``tables.headline_metric``), so that what is selected is what is reported.
 """
 
 from __future__ import annotations
@@ -60,16 +61,19 @@ def _standardize(features: np.ndarray, train: np.ndarray, *parts: np.ndarray):
 
 
 def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
-                device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                device: str = "cpu", metric: str = "accuracy"
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Return (runs: one row per layer x round x seed, ``chosen`` marking each round's chosen
     layer; test predictions of each round at its chosen layer; the trained probes: one per
-    round, seed 0, at that round's chosen layer)."""
+    round, seed 0, at that round's chosen layer). Epochs, grid points and layers are selected
+    on the validation ``metric`` (a score of ``probes.metrics.scores``)."""
     classes = list(store.attrs["classes"])
     y = store.meta["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     arch = architecture(spec)
     train = functools.partial(
         fit_predict, n_classes=len(classes), arch=arch, max_epochs=protocol.max_epochs,
-        patience=protocol.patience, batch_size=protocol.batch_size, device=resolve_device(device))
+        patience=protocol.patience, batch_size=protocol.batch_size, device=resolve_device(device),
+        metric=metric, classes=classes)
     grid = list(itertools.product(protocol.learning_rates, protocol.weight_decays))
     runs, test_proba, trained = [], {}, {}
     for chunk in layer_groups(store, arch, len(y)):
@@ -84,6 +88,7 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings
         log.info("layers %s: mean test accuracy %.3f", names,
                  np.mean([r["accuracy"] for r in runs if r["layer"] in names]))
     runs = pd.DataFrame(runs).sort_values(["layer", "fold", "seed"], ignore_index=True)
+    runs.insert(runs.columns.get_loc("val_score"), "selection_metric", metric)
     chosen = choose_layers(runs)
     runs["chosen"] = runs["layer"].to_numpy() == runs["fold"].map(chosen).to_numpy()
     runs = runs.drop(columns="val_loss")
@@ -128,7 +133,7 @@ def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int
         rows.append({
             "layer": names[g], "fold": rnd.name, "seed": seed, "lr": lr,
             "weight_decay": wd, "epochs": int(fit.epochs[e]),
-            "val_accuracy": float(fit.val_accuracy[e]),
+            "val_score": float(fit.val_score[e]), "val_accuracy": float(fit.val_accuracy[e]),
             "val_loss": float(fit.val_loss[e]), "n_train": len(rnd.train),
             "n_valid": len(rnd.valid), "n_test": len(rnd.test),
             **scores(y[rnd.test], fit.test_proba[e], classes),
@@ -153,20 +158,20 @@ def _search_and_repeat(train: Callable[..., Fit], data: dict, n_groups: int,
 
 
 def choose_layers(runs: pd.DataFrame) -> dict[int, int]:
-    """Each round's layer: the best mean validation accuracy over that round's seeds; ties go to
+    """Each round's layer: the best mean validation score over that round's seeds; ties go to
     the lower mean validation loss (rounded, so float noise never decides), then the earlier
     layer. Only the round's own validation scores enter."""
-    per_layer = runs.groupby(["fold", "layer"])[["val_accuracy", "val_loss"]].mean().reset_index()
+    per_layer = runs.groupby(["fold", "layer"])[["val_score", "val_loss"]].mean().reset_index()
     per_layer["val_loss"] = per_layer["val_loss"].round(4)
-    best = per_layer.sort_values(["fold", "val_accuracy", "val_loss", "layer"],
+    best = per_layer.sort_values(["fold", "val_score", "val_loss", "layer"],
                                  ascending=[True, False, True, True]).groupby("fold").head(1)
     return {int(f): int(lay) for f, lay in zip(best["fold"], best["layer"])}
 
 
 def _choose(fit: Fit, first: int, count: int) -> int:
-    """Index (within its group) of the grid point with the best validation accuracy; ties go to
+    """Index (within its group) of the grid point with the best validation score; ties go to
     the lower validation loss (rounded, so float noise never decides), then the earlier point."""
-    return min(range(count), key=lambda i: (-fit.val_accuracy[first + i],
+    return min(range(count), key=lambda i: (-fit.val_score[first + i],
                                             round(float(fit.val_loss[first + i]), 4), i))
 
 

@@ -2,11 +2,11 @@
 
 Every probe of a round is one slice of one stacked model: each layer's grid points (learning
 rate x weight decay) or seeds, all trained together in large batches with Adam and early-stopped
-on validation accuracy. Members that run out of patience leave the model (their parameters and
-Adam moments are dropped), so the work follows the members still learning. No Python loop runs
-per sample or per grid point; forwards that need no weight gradient of a wide first layer (a
-linear probe's, and every validation or test forward) issue one matmul per input layer, which is
-cheaper than copying each layer's clips once per member.
+on a validation score (the dataset's selection metric). Members that run out of patience leave
+the model (their parameters and Adam moments are dropped), so the work follows the members
+still learning. No Python loop runs per sample or per grid point; forwards that need no weight
+gradient of a wide first layer (a linear probe's, and every validation or test forward) issue
+one matmul per input layer, which is cheaper than copying each layer's clips once per member.
 
 Per-member learning rates use Adam's invariance to gradient scale: member e's weights are stored
 as W_e / s_e with s_e = lr_e / lr_ref, so one (fused) Adam step of size lr_ref moves W_e by
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from audioprobe.probes.metrics import scores_from_counts
 
 DROPOUT_STREAM = 2**32  # offset from the initialisation seed: dropout draws its own stream
 
@@ -210,9 +212,10 @@ def member_state(state: dict[str, torch.Tensor], e: int) -> dict[str, torch.Tens
 
 @dataclass
 class Fit:
-    """Per member: best validation accuracy and loss, the epoch reached, the checkpoint, and its
-    test-class probabilities (E, N_test, C)."""
+    """Per member at its checkpoint: the validation score it was selected on, validation accuracy
+    and loss, the epoch, the parameters, and its test-class probabilities (E, N_test, C)."""
 
+    val_score: np.ndarray
     val_accuracy: np.ndarray
     val_loss: np.ndarray
     epochs: np.ndarray
@@ -221,14 +224,15 @@ class Fit:
 
 
 class Checkpoints:
-    """Each member's best epoch so far on validation: accuracy, loss, epoch and parameters.
+    """Each member's best epoch so far on validation: score, accuracy, loss, epoch, parameters.
 
-    The checkpoint follows accuracy, ties going to the lower loss; patience counts from the last
-    gain in accuracy.
+    The checkpoint follows the validation score, ties going to the lower loss; patience counts
+    from the last gain in score.
     """
 
     def __init__(self, model: StackedProbe, device: torch.device) -> None:
         n = len(model.member)
+        self.score = torch.full((n,), -1.0, device=device)
         self.accuracy = torch.full((n,), -1.0, device=device)
         self.loss = torch.full((n,), math.inf, device=device)
         self.epoch = torch.zeros(n, dtype=torch.long, device=device)
@@ -236,14 +240,15 @@ class Checkpoints:
         self.state = model.state()
 
     @torch.no_grad()
-    def update(self, model: StackedProbe, acc: torch.Tensor, loss: torch.Tensor,
-               epoch: int) -> None:
+    def update(self, model: StackedProbe, score: torch.Tensor, loss: torch.Tensor,
+               acc: torch.Tensor, epoch: int) -> None:
         """Take this epoch's scores of the members still in the model."""
         ids = model.member
-        gained = acc > self.accuracy[ids]
-        better = gained | ((acc == self.accuracy[ids]) & (loss < self.loss[ids]))
+        gained = score > self.score[ids]
+        better = gained | ((score == self.score[ids]) & (loss < self.loss[ids]))
         improved = better.nonzero().squeeze(1)
-        self.accuracy[ids[improved]], self.loss[ids[improved]] = acc[improved], loss[improved]
+        self.score[ids[improved]], self.loss[ids[improved]] = score[improved], loss[improved]
+        self.accuracy[ids[improved]] = acc[improved]
         self.epoch[ids[improved]] = epoch
         self.last_gain[ids[gained]] = epoch
         if len(improved):
@@ -272,23 +277,35 @@ def _train_epoch(model: StackedProbe, optimizer: torch.optim.Adam, x: torch.Tens
 
 
 @torch.no_grad()
-def _validate(model: StackedProbe, x: torch.Tensor, y: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation accuracy and loss of each member in the model."""
+def _validate(model: StackedProbe, x: torch.Tensor, y: torch.Tensor, metric: str,
+              classes: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validation score (``metric``), loss and accuracy of each member in the model."""
     model.eval()
     logits = model(x)
-    acc = (logits.argmax(-1) == y).float().mean(1)
+    pred = logits.argmax(-1)
+    right = (pred == y).float()
+    acc = right.mean(1)
     loss = F.cross_entropy(logits.transpose(1, 2), y.expand(len(logits), -1),
                            reduction="none").mean(1)
-    return acc, loss
+    if metric == "accuracy":
+        return acc, loss, acc
+    onehot = F.one_hot(y, len(classes)).float()
+    true = onehot.sum(0).expand(len(pred), -1)
+    predicted = F.one_hot(pred, len(classes)).float().sum(1)
+    counts = [c.cpu().numpy() for c in (true, predicted, right @ onehot)]
+    score = scores_from_counts(*counts, None, classes)[metric]
+    return torch.as_tensor(np.nan_to_num(score, nan=0.0), dtype=acc.dtype,
+                           device=acc.device), loss, acc
 
 
 def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
                 y_valid: np.ndarray, x_test: np.ndarray, n_classes: int, arch: Architecture,
                 members: list[list[Member]], max_epochs: int, patience: int, batch_size: int,
-                device: torch.device) -> Fit:
+                device: torch.device, metric: str = "accuracy",
+                classes: list[str] | None = None) -> Fit:
     """Train all members on (L, N, D) features, keep each one's best checkpoint on validation
-    and predict the test clips with it. Members are ordered layer by layer (``members[l]``).
+    (by ``metric``, a score of :func:`audioprobe.probes.metrics.scores` of ``classes``) and
+    predict the test clips with it. Members are ordered layer by layer (``members[l]``).
 
     The test features are used only for the final prediction of each selected checkpoint.
     Batch order follows the first member's seed and dropout each member's own, so a stack of
@@ -307,7 +324,7 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(yt.shape[0], generator=gen).to(device)
         _train_epoch(model, optimizer, xt, yt, order, batch_size)
-        best.update(model, *_validate(model, xv, yv), epoch)
+        best.update(model, *_validate(model, xv, yv, metric, classes or []), epoch)
         # Members out of patience stop and leave the model; each keeps its best checkpoint.
         going = best.going(model, epoch, patience)
         if not going.any():
@@ -319,5 +336,6 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     model.eval()
     with torch.no_grad():
         proba = torch.softmax(model(as_tensor(x_test)), -1).cpu().numpy()
-    return Fit(best.accuracy.cpu().numpy(), best.loss.cpu().numpy(), best.epoch.cpu().numpy(),
+    return Fit(best.score.cpu().numpy(), best.accuracy.cpu().numpy(), best.loss.cpu().numpy(),
+               best.epoch.cpu().numpy(),
                {k: v.cpu() for k, v in best.state.items()}, proba)
