@@ -384,7 +384,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 # numbers; every other column is read as a float, whatever its values look like (an interval
 # bound of 0 in every row is still a float).
 TEXT_COLUMNS = {"dataset", "model", "probe", "metric", "model_a", "model_b", "relation", "test",
-                "headline_metric", "interval", "chosen_layers"}
+                "headline_metric", "selection_metric", "interval", "chosen_layers"}
 INTEGER_COLUMNS = {"layer", "fold", "seed", "epochs", "n_train", "n_valid", "n_test", "n_rounds",
                    "n_seeds", "modal_layer", "modal_rounds", "rounds_chosen", "n"}
 
