@@ -1,21 +1,56 @@
-"""Command line: ``audioprobe label PROBE AUDIO...`` prints the top-k classes of each file."""
+"""Command line: ``audioprobe label PROBE AUDIO...`` prints the top-k classes of each file.
+
+The workflow has no command of its own here: Snakemake is its interface, as ``--help`` says.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from audioprobe import __version__
 from audioprobe.errors import AudioprobeError
 
+DESCRIPTION = """\
+Probe frozen audio representations layer by layer.
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="audioprobe")
-    commands = parser.add_subparsers(dest="command", required=True)
-    labeller = commands.add_parser("label", help="label audio files with a trained probe")
+Snakemake is the interface to the workflow: run it from a checkout of audioprobe, e.g. the demo
+(synthetic data, CREPE tiny, its random-weights control, log-mel):
+
+  snakemake --cores 8 --resources gpu=1
+
+then open results/report/report.html. Datasets, models and probes are set in config.yaml
+(see the README). This command labels new audio with a probe the workflow trained."""
+
+LABEL_EPILOG = """\
+exit status: 0 when every file was labelled, 1 when any file was skipped (its reason is in the
+'skipped' column), 2 when the probe file or an audio path cannot be used."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``audioprobe`` argument parser."""
+    main_parser = argparse.ArgumentParser(
+        prog="audioprobe", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    main_parser.add_argument("--version", action="version", version=f"audioprobe {__version__}")
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    labeller = commands.add_parser(
+        "label", help="label audio files with a trained probe", epilog=LABEL_EPILOG,
+        description="Print the top classes of each audio file with their probabilities.")
     labeller.add_argument("probe", help="results/probes/{dataset}/{model}/{probe}.pt")
     labeller.add_argument("audio", nargs="+", help="audio files")
     labeller.add_argument("--top", type=int, default=5, help="classes per file (default 5)")
-    args = parser.parse_args(argv)
+    output = labeller.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_const", dest="format", const="json",
+                        help="print a JSON list of rows (file, rank, class, probability, "
+                             "skipped) instead of a table")
+    output.add_argument("--csv", action="store_const", dest="format", const="csv",
+                        help="print CSV with the same columns instead of a table")
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     from audioprobe.probes.label import label
 
     try:
@@ -23,8 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     except (AudioprobeError, FileNotFoundError) as exc:
         print(f"audioprobe: {exc}", file=sys.stderr)
         return 2
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+    if args.format == "json":
+        print(table.to_json(orient="records", indent=2))
+    elif args.format == "csv":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    skipped = int((table["skipped"] != "").sum())  # one row per skipped file
+    if skipped:
+        print(f"audioprobe: {skipped} of {len(args.audio)} files skipped", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import pandas as pd
 import seaborn as sns
 import yaml
 from IPython.display import HTML, Markdown, display
+from itables import init_notebook_mode, to_html_datatable
 from matplotlib.patches import Rectangle
 
 from audioprobe import analysis as an
@@ -92,9 +93,8 @@ table.matrix th, table.matrix td {padding: 0.2em 0.45em}
 table.matrix tr > :first-child {position: sticky; left: 0; z-index: 1; background: inherit}
 table.matrix thead th:first-child {background: #fff}
 table.matrix .ci {color: #555; font-size: 0.85em}
-table.matrix th {cursor: pointer; white-space: nowrap}
-table.matrix th[aria-sort="ascending"]::after {content: " ▲"}
-table.matrix th[aria-sort="descending"]::after {content: " ▼"}
+table.matrix th {white-space: nowrap}
+.table-wrap .dt-search input {width: min(24em, 80vw)}
 .tag {font-size: 0.75em; padding: 0 0.35em; border: 1px solid #888; border-radius: 3px;
   color: #333}
 figure.report-figure {margin: 1em 0 1.6em}
@@ -104,7 +104,7 @@ pre.config {max-height: 30em; overflow: auto; background: #f6f6f6; padding: 0.6e
   white-space: pre; max-width: 100%}
 details > summary {cursor: pointer; margin: 0.4em 0}
 @media print {
-  body > #TOC, #matrix-filter {display: none}
+  body > #TOC, .dt-search {display: none}
   body.jp-Notebook > main {margin: 0; max-width: none}
   .table-wrap {overflow: visible}
   figure.report-figure, table {break-inside: avoid}
@@ -185,81 +185,57 @@ note("\n".join(f"- {line}" for line in said) if said else
 # (rows) on every dataset (columns); in bold, the models no other model with the same probe beats
 # (Holm over every pair, not the highest test score); controls (random
 # weights) and baselines (log-mel) tagged; mean rank across datasets (1 = best). Click a column
-# to sort; type to filter rows.
+# to sort; type in the search box to filter rows.
 
 # %%
-def matrix_html(frame: pd.DataFrame) -> str:
-    """The models x datasets matrix as a sortable, filterable HTML table."""
+def matrix_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The models x datasets matrix as HTML cells, followed by one hidden sort key per dataset
+    (the score, -1 where missing) that the dataset's column sorts by."""
     metrics = run.summary.groupby("dataset")["headline_metric"].first()
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("model", "probe"))
-    head += "".join(f'<th title="{an.METRIC_NAMES.get(metrics[d], metrics[d])}">'
-                    f"{html.escape(d)}</th>" for d in run.datasets)
-    head += "<th>mean rank</th>"
-    body = []
-    for _, row in frame.iterrows():
-        tag = f' <span class="tag">{row["role"]}</span>' if row["role"] else ""
-        cells = [f'<td data-value="{html.escape(row["model"])}">{html.escape(row["model"])}'
-                 f"{tag}</td>", f"<td>{html.escape(row['probe'])}</td>"]
-        for dataset in run.datasets:
-            cell = row[dataset]
-            if not isinstance(cell, dict):
-                cells.append('<td class="score" data-value="-1">–</td>')
-                continue
-            score = an.percent(cell["score"])
-            score = f"<b>{score}</b>" if cell["best"] else score
-            cells.append(f'<td class="score" data-value="{100 * cell["score"]:.4f}">{score}'
-                         f'<br><span class="ci">{an.percent_interval(cell["low"], cell["high"])}'
-                         "</span></td>")
-        cells.append(f'<td class="score" data-value="{row["mean rank"]:.4f}">'
-                     f'{row["mean rank"]:.2f}</td>')
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<input type="search" id="matrix-filter" placeholder="Filter rows (model, probe, '
-            f'control, baseline)" aria-label="Filter the matrix" style="width: min(28em, 100%)">'
-            f'<div class="table-wrap"><table id="matrix" class="dataframe matrix">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    cells = pd.DataFrame({
+        "model": [html.escape(m) + (f' <span class="tag">{r}</span>' if r else "")
+                  for m, r in zip(frame["model"], frame["role"])],
+        "probe": frame["probe"].map(html.escape)})
+    keys = {}
+    for dataset in run.datasets:
+        head = (f'<span title="{an.METRIC_NAMES.get(metrics[dataset], metrics[dataset])}">'
+                f"{html.escape(dataset)}</span>")
+        cells[head] = [score_cell(c) for c in frame[dataset]]
+        keys[f"{dataset} sort key"] = [f"{100 * c['score']:.4f}" if isinstance(c, dict) else "-1"
+                                       for c in frame[dataset]]
+    cells["mean rank"] = frame["mean rank"].map(lambda v: f"{v:.2f}")
+    return cells.assign(**keys)
 
 
-SORT_AND_FILTER = """<script>
-(function () {
-  var table = document.getElementById('matrix');
-  var filter = document.getElementById('matrix-filter');
-  if (!table || !filter) return;
-  var body = table.tBodies[0];
-  function key(row, i) {
-    var cell = row.cells[i], v = cell.getAttribute('data-value');
-    if (v === null) return cell.textContent.trim().toLowerCase();
-    var n = parseFloat(v);
-    return isNaN(n) ? v.toLowerCase() : n;
-  }
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
-    th.setAttribute('tabindex', '0');
-    function sort() {
-      var descending = th.getAttribute('aria-sort') === 'ascending';
-      var numeric = i >= 2;
-      Array.prototype.forEach.call(table.tHead.rows[0].cells,
-                                   function (o) { o.removeAttribute('aria-sort'); });
-      th.setAttribute('aria-sort', descending ? 'descending' : 'ascending');
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = key(a, i), y = key(b, i), d = x < y ? -1 : x > y ? 1 : 0;
-        return descending ? -d : d;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    }
-    th.addEventListener('click', sort);
-    th.addEventListener('keydown', function (e) { if (e.key === 'Enter') sort(); });
-  });
-  filter.addEventListener('input', function () {
-    var words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
-    Array.prototype.forEach.call(body.rows, function (r) {
-      var text = r.textContent.toLowerCase();
-      r.style.display = words.every(function (w) { return text.indexOf(w) >= 0; }) ? '' : 'none';
-    });
-  });
-})();
-</script>"""
+def score_cell(cell: dict | None) -> str:
+    """Percent (bold for the dataset's best) over its 95% interval; a dash when missing."""
+    if not isinstance(cell, dict):
+        return "–"
+    score = an.percent(cell["score"])
+    return (f"{f'<b>{score}</b>' if cell['best'] else score}<br>"
+            f'<span class="ci">{an.percent_interval(cell["low"], cell["high"])}</span>')
 
-display(HTML(matrix_html(an.matrix(run)) + SORT_AND_FILTER))
+
+def matrix_table(frame: pd.DataFrame) -> str:
+    """The matrix as a DataTables table (itables, offline): a search box, every column sortable,
+    a dataset's column sorted by its hidden score."""
+    cells = matrix_frame(frame)
+    n = len(run.datasets)
+    scores = list(range(2, 3 + n))
+    return '<div class="table-wrap">' + to_html_datatable(
+        cells, connected=False, allow_html=True, table_id="matrix", paging=False,
+        text_in_header_can_be_selected=False, display_logo_when_loading=False,
+        classes="display compact dataframe matrix", style="width: auto; margin: 0",
+        layout={"topStart": "search", "topEnd": None, "bottomStart": None, "bottomEnd": None},
+        language={"searchPlaceholder": "model, probe, control, baseline"},
+        columnDefs=[*({"targets": 2 + i, "orderData": 3 + n + i} for i in range(n)),
+                    {"targets": scores, "className": "score"},
+                    {"targets": list(range(3 + n, 3 + 2 * n)), "visible": False,
+                     "searchable": False}]) + "</div>"
+
+
+init_notebook_mode(all_interactive=False, connected=False)
+display(HTML(matrix_table(an.matrix(run))))
 metrics = run.summary.groupby("dataset", sort=False)["headline_metric"].first()
 note("Headline metric per dataset: " + "; ".join(
     f"{d}: {an.METRIC_NAMES.get(metrics[d], metrics[d])}" for d in run.datasets) + ".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,14 +35,24 @@ def test_label_returns_the_true_class_first_and_skips_bad_files(demo_run, tmp_pa
     assert skipped["skipped"].item().startswith("unreadable audio")
 
 
-def test_label_command_prints_a_table(demo_run):
+def test_label_command_prints_a_table(demo_run, tmp_path):
     wav = demo_run / "resources/datasets/demo/audio/chirp_up-f1-s0-t0.wav"
-    result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label",
-                             str(demo_run / "results/probes/demo/crepe_tiny/mlp.pt"), str(wav),
+    probe = str(demo_run / "results/probes/demo/crepe_tiny/mlp.pt")
+    result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", probe, str(wav),
                              "--top", "2"], capture_output=True, text=True, check=True)
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:4] == ["file", "rank", "class", "probability"]
     assert len(lines) == 3
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", probe, str(wav),
+                             str(bad), "--top", "2", "--json"], capture_output=True, text=True)
+    assert result.returncode == 1 and "1 of 2 files skipped" in result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["file"], r["rank"]) for r in rows] == [(str(wav), 1), (str(wav), 2),
+                                                      (str(bad), 0)]
+    assert rows[0]["probability"] >= rows[1]["probability"]
+    assert rows[2]["skipped"].startswith("unreadable audio")
     missing = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", "nothing.pt",
                               str(wav)], capture_output=True, text=True)
     assert missing.returncode == 2 and "nothing.pt" in missing.stderr
