@@ -106,13 +106,6 @@ def load(card: dict) -> user_code.UserEncoder:
 
 
 def _build(cls: type, card: dict, name: str) -> torch.nn.Module:
-    options = card.get("options", {}) | ({"weights": card["weights"]} if card.get("weights")
-                                         else {})
-    try:
-        model = cls(**options)
-    except Exception as error:  # the user's code may raise anything
-        raise AudioprobeError(f"model {name}: building {card['class']} failed: "
-                              f"{error.__class__.__name__}: {error}") from None
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    return model
+    weights = {"weights": card["weights"]} if card.get("weights") else {}
+    return user_code.build(cls, f"model {name}: building {card['class']}",
+                           **card.get("options", {}), **weights)

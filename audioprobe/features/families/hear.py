@@ -98,14 +98,8 @@ def load(card: dict) -> user_code.UserEncoder:
 
 def _load_model(module: ModuleType, card: dict, name: str) -> object:
     args = [card["weights"]] if card.get("weights") else []
-    try:
-        model = module.load_model(*args, **card.get("options", {}))
-    except Exception as error:  # the user's code may raise anything
-        raise AudioprobeError(f"model {name}: {card['module']}.load_model failed: "
-                              f"{error.__class__.__name__}: {error}") from None
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    return model
+    return user_code.build(module.load_model, f"model {name}: {card['module']}.load_model",
+                           *args, **card.get("options", {}))
 
 
 def _sample_rate(model: object, name: str) -> int:

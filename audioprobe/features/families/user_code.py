@@ -42,6 +42,18 @@ def import_module(name: str, what: str) -> ModuleType:
                               f"{error.__class__.__name__}: {error}") from None
 
 
+def build(factory: Callable, what: str, *args: object, **kwargs: object) -> object:
+    """The model the user's ``factory`` (a class, or a HEAR ``load_model``) returns, in eval
+    mode when it is a torch module; anything it raises becomes one line starting ``what``."""
+    try:
+        model = factory(*args, **kwargs)
+    except Exception as error:  # the user's code may raise anything
+        raise AudioprobeError(f"{what} failed: {error.__class__.__name__}: {error}") from None
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    return model
+
+
 def weights_path(spec: dict, what: str) -> Path | None:
     """The ``weights`` file or folder of a spec, checked to exist."""
     if not spec.get("weights"):
