@@ -1,4 +1,4 @@
-"""What the model families share: padding masks, the wav2vec2-style convolutional front end
+"""What the model families share: the encoders' base class, padding masks, the wav2vec2-style convolutional front end
 on padded batches, the hashes and seed that identify a model's weights in its card, and the one
 way a family loads a checkpoint file (``safe_torch_load``)."""
 
@@ -23,6 +23,20 @@ log = logging.getLogger(__name__)
 HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
 RANDOM_SEED = 0
 
+
+class BaseEncoder:
+    """What every family's encoder shares: ``to(device)`` moves its torch module (the attribute
+    ``device_module`` names; the user's model only where it is one), and waveforms are given
+    as they are unless the encoder says it normalises them (``normalizes_waveform``)."""
+
+    device_module = "model"
+    normalizes_waveform = False
+
+    def to(self, device: torch.device) -> BaseEncoder:
+        module = getattr(self, self.device_module)
+        if isinstance(module, nn.Module):
+            setattr(self, self.device_module, module.to(device))
+        return self
 
 
 def config_hash(spec: dict) -> str:

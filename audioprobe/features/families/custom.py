@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -28,6 +29,12 @@ from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
 baseline = False
+
+
+# ``class`` is a keyword: the functional form. Its other options are keyword arguments of
+# the class (``USER_KWARGS``).
+Options = TypedDict("Options", {"class": str, "weights": str}, total=False)
+USER_KWARGS = True
 
 
 def needs_gpu(spec: dict) -> bool:
