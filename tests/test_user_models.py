@@ -177,7 +177,8 @@ def test_changed_user_code_or_weights_are_refused_at_load(user_code, tmp_path):
     card |= {"name": "m", "family": "custom"}
     load_encoder(card)
     (user_code / "myencoder.py").write_text(MYENCODER + "\n# edited\n")
-    with pytest.raises(AudioprobeError, match="changed since the model card was written"):
+    with pytest.raises(AudioprobeError, match=r"model m: the code and weights of myencoder are "
+                                              r"sha256:\w+, not sha256:\w+ as when its card"):
         load_encoder(card)
 
 

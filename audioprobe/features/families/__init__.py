@@ -17,7 +17,10 @@ A family module provides, at module level:
   hints ``spec_of`` holds a config to; ``USER_KWARGS = True`` where the options it does not
   declare are keyword arguments of the user's own code (``hear``, ``custom``);
 - optionally ``check(name, spec)``: refuse a spec in one line before any job runs (``hear`` and
-  ``custom`` import the user's module there).
+  ``custom`` import the user's module there);
+- optionally ``revision_now(card)``: what the card's revision hashes and its hash now (``hear``
+  and ``custom``: the user's code and weights), which ``load_encoder`` compares with the card's
+  before loading (``common.checked_weights``; without it, a local checkpoint's ``path``).
 
 A model's config entry gives the keys every family reads (``GENERIC_KEYS``) at its top level and
 the family's own under ``options``; ``spec_of`` turns it into the spec the families read, where
@@ -190,11 +193,13 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
 
 def load_encoder(card: dict) -> Encoder:
     """Build the encoder a model card (written by the fetch_model rule) describes, refusing
-    weights on disk that are not the card's revision (``common.checked_weights``)."""
+    weights (or the user's code) on disk that are not the card's revision
+    (``common.checked_weights``)."""
     from audioprobe.features.families.common import checked_weights
 
-    checked_weights(card)
-    return family(card["family"]).load(card)
+    module = family(card["family"])
+    checked_weights(card, module)
+    return module.load(card)
 
 
 def needs_gpu(spec: dict) -> bool:

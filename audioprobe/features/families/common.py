@@ -102,22 +102,27 @@ def safe_torch_load(path: str | Path, trust: bool = False) -> Any:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def checked_weights(card: dict) -> None:
-    """Refuse weights on disk that are not the ones the card's revision names: a local
-    checkpoint (or downloaded weights) hashed at fetch time and changed since. Hub snapshots
-    (named by their commit) and random weights (built from the card) are what they say."""
+def checked_weights(card: dict, module: Any) -> None:
+    """Refuse what is on disk when it is not what the card's revision names, for every family
+    alike: the family's ``revision_now(card)`` (the user's code and weights, for ``hear`` and
+    ``custom``) where it has one, else a local checkpoint (or downloaded weights, ``path``)
+    hashed at fetch time. Hub snapshots (named by their commit) and random weights (built from
+    the card) are what they say."""
     revision, path = card.get("revision", ""), card.get("path")
-    if not revision.startswith("sha256:") or path is None or card.get("random_weights"):
+    if hasattr(module, "revision_now"):
+        what, found = module.revision_now(card)
+    elif revision.startswith("sha256:") and path is not None and not card.get("random_weights"):
+        what = f"weights at {path}"
+        found = content_hash(Path(path)) if Path(path).exists() else "missing"
+    else:
         return
-    found = content_hash(Path(path)) if Path(path).exists() else "missing"
     if found != revision:
         from audioprobe.errors import AudioprobeError
 
         raise AudioprobeError(
-            f"model {card.get('name', card.get('model_id'))}: the weights at {path} are "
-            f"{found}, not {revision} as when its card was written (the checkpoint changed): "
-            "run the workflow again to fetch and extract it anew, and label with a probe "
-            "trained on these weights")
+            f"model {card.get('name', card.get('model_id'))}: the {what} are {found}, not "
+            f"{revision} as when its card was written (they changed): run the workflow again "
+            "to fetch and extract it anew, and label with a probe trained on these weights")
 
 
 def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:
