@@ -16,11 +16,11 @@ retries (``retrieve``, ``Pooch.fetch``) stream each attempt into a fresh tempora
 delete on failure, which is what resuming must avoid; hence this loop around its downloader. The
 progress bar is pooch's progress-bar protocol drawn by tqdm into the log, one line at most every
 ``PROGRESS_EVERY`` seconds, not a carriage-return stream. pooch rather than Snakemake's HTTP
-storage plugin: the files a dataset needs depend on its adapter's options (``ARCHIVES``), are
-checked and unpacked by the job that fetches them, and are deleted once unpacked; as a
-Snakemake input, the storage plugin would keep a second copy of each multi-GB archive in its
-local storage, check no checksum, resume nothing, and be one more plugin to install on the
-submit host.
+storage plugin: the files a dataset needs depend on its adapter's options (``ARCHIVES``), and
+the job that fetches them checks and unpacks them and deletes each archive once unpacked. With
+the plugin (0.3.1), an archive would be a Snakemake input fetched into Snakemake's local storage
+before the job, without a checksum, written anew on each attempt (no resume), by one more
+package to install where Snakemake runs.
 
 Archives are untrusted input: every member is checked before anything is written (``check_tar``,
 ``check_zip``), whatever the Python version's own ``tarfile`` filters do. A member is refused, with
@@ -133,7 +133,8 @@ class ResumingDownloader:
                 nonlocal complete
                 if response.status_code == 200 and offset:
                     log.info("%s does not resume downloads; fetching the whole file again", url)
-                    out.truncate(0)
+                    out.seek(0)
+                    out.truncate()
                     progress.offset = 0
                 elif response.status_code == 206 and not response.headers.get(
                         "Content-Range", "").startswith(f"bytes {offset}-"):
@@ -143,7 +144,8 @@ class ResumingDownloader:
                 elif response.status_code == 416:  # nothing left after ``offset``, or less
                     complete = response.headers.get("Content-Range") == f"bytes */{offset}"
                     if not complete:
-                        out.truncate(0)
+                        out.seek(0)
+                        out.truncate()
 
             headers = {"Accept-Encoding": "identity"}
             if offset:
