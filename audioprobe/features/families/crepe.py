@@ -24,7 +24,6 @@ from audioprobe.features.families.common import (
     RANDOM_SEED, config_hash, content_hash, safe_torch_load, valid,
 )
 
-baseline = False
 
 SAMPLE_RATE = 16000
 WINDOW = 1024  # samples per frame (torchcrepe.WINDOW_SIZE)
@@ -32,12 +31,6 @@ CAPACITIES = ("tiny", "full")
 LAYERS = 7  # conv blocks 1-5, the embedding (block 5 flattened), conv block 6
 FRAME_BYTES = 1 << 25  # first-block activations of one chunk of frames, at most (32 MB: tiny runs 256
 # frames a chunk, 10-15% faster on a CPU than 2048)
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Full (about 11 CPU-seconds per audio-second at a 10 ms hop) extracts on a GPU; tiny runs
-    on a CPU."""
-    return spec.get("capacity", "full") == "full"
 
 
 def layer_names(n_layers: int) -> list[str]:

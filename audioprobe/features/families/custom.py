@@ -27,13 +27,6 @@ import torch
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """A neural network of unknown cost extracts on a GPU (``gpu: false`` says otherwise)."""
-    return True
-
 
 def layer_names(n_layers: int) -> list[str]:
     """Layers by index (a class's own ``layer_names`` take precedence)."""

@@ -28,14 +28,8 @@ import torch
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
-baseline = False
 
 EMBEDDINGS = {"timestamp": "get_timestamp_embeddings", "scene": "get_scene_embeddings"}
-
-
-def needs_gpu(spec: dict) -> bool:
-    """A neural network of unknown cost extracts on a GPU (``gpu: false`` says otherwise)."""
-    return True
 
 
 def layer_names(n_layers: int) -> list[str]:

@@ -18,13 +18,6 @@ from audioprobe.features.families.common import (
     RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
 )
 
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """CNN14 extracts on a GPU."""
-    return True
-
 
 def load(card: dict) -> PannsEncoder:
     """CNN14 with the checkpoint's weights or seeded random ones."""

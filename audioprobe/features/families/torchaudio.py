@@ -15,13 +15,6 @@ from audioprobe.features.families.common import (
     RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint, valid,
 )
 
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Bundles extract on a GPU."""
-    return True
-
 
 def load(card: dict) -> TorchaudioEncoder:
     """The bundle's model, with the fetched weights or seeded random ones."""

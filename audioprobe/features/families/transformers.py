@@ -25,13 +25,6 @@ WAV2VEC2_FAMILY = {"hubert", "wav2vec2", "wavlm", "data2vec-audio", "wav2vec2-co
 PADDED_EXACT = {"hubert", "wav2vec2", "wavlm", "data2vec-audio"}
 FIXED_LENGTH = {"whisper", "audio-spectrogram-transformer"}
 
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Transformer encoders extract on a GPU."""
-    return True
-
 
 def load(card: dict) -> TransformersEncoder | WhisperEncoder | ASTEncoder:
     """Whisper's encoder, AST, or a waveform encoder, by the card's model type."""
