@@ -38,14 +38,17 @@ def modules_after(code: str, cwd=REPO) -> set[str]:
 
 def test_jobs_that_need_no_torch_never_import_it(tmp_path):
     imports = "\n".join(script_imports(name) for name in TORCH_FREE_SCRIPTS)
-    # what those jobs then ask of the model families: a weight-free model's card, every
-    # family's GPU need and whether it is a baseline (the comparisons pair models on it)
+    # what those jobs then ask of the model families: the demo's model cards (log-mel, and
+    # CREPE's, which hash a weights file), every family's GPU need and whether it is a
+    # baseline (the comparisons pair models on it)
     calls = f"""
 from pathlib import Path
 from audioprobe.features import families
 from audioprobe.features.families import FAMILIES, check, fetch, is_baseline, needs_gpu
 card = fetch("logmel", {{"family": "logmel"}}, Path({str(tmp_path)!r}))
 assert card["model_id"] == "logmel"
+for random in (False, True):
+    fetch("c", {{"family": "crepe", "capacity": "tiny", "random_weights": random}}, Path("."))
 for name in FAMILIES:
     needs_gpu({{"family": name}})
     is_baseline({{"family": name}})
