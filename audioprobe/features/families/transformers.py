@@ -9,7 +9,6 @@ same layer convention.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -25,20 +24,6 @@ WAV2VEC2_FAMILY = {"hubert", "wav2vec2", "wavlm", "data2vec-audio", "wav2vec2-co
 # waveform models run each clip alone through their own forward.
 PADDED_EXACT = {"hubert", "wav2vec2", "wavlm", "data2vec-audio"}
 FIXED_LENGTH = {"whisper", "audio-spectrogram-transformer"}
-
-baseline = False
-
-
-class Options(TypedDict, total=False):
-    """``models.<name>.options`` of family transformers (``checkpoint`` and ``revision`` are
-    the model's own keys)."""
-
-    architecture: dict
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Transformer encoders extract on a GPU."""
-    return True
 
 
 def load(card: dict) -> TransformersEncoder | WhisperEncoder | ASTEncoder:
