@@ -18,7 +18,7 @@ from audioprobe.features.families import is_baseline
 from audioprobe.features.store import Store
 from audioprobe.results import Run, read_manifest
 from audioprobe.settings import ExtractionSettings, probe_spec
-from audioprobe.tables import ALL_LAYERS
+from audioprobe.probes import ALL_LAYERS
 
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                 "macro_f1": "macro-F1", "icbhi_score": "ICBHI score"}

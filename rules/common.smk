@@ -420,6 +420,20 @@ def keyed(pattern, **values):
     ]
 
 
+def table_keys():
+    """The predictions and manifests of the summary and comparisons, keyed by dataset, model
+    and probe (the inputs of the same names, in records)."""
+    return {
+        "predictions": keyed(
+            "results/predictions/{dataset}/{model}/{probe}.csv",
+            dataset=DATASETS,
+            model=MODELS,
+            probe=PROBES,
+        ),
+        "manifests": keyed("results/manifests/{dataset}.csv", dataset=DATASETS),
+    }
+
+
 def report_files(wildcards):
     """The report's inputs keyed by dataset, model and probe (and every job by rule), taken
     from the rules that write them.

@@ -21,6 +21,8 @@ rule summary:
         "benchmarks/summary/summary.tsv"
     conda:
         "../envs/audioprobe.yaml"
+    params:
+        keys=table_keys(),
     script:
         "../scripts/summary.py"
 
@@ -45,5 +47,6 @@ rule comparisons:
         "../envs/audioprobe.yaml"
     params:
         models=canonical(config["models"]),
+        keys=table_keys(),
     script:
         "../scripts/comparisons.py"
