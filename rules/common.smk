@@ -347,6 +347,7 @@ def job_record(rule, **wildcards):
     return {
         "rule": rule,
         "job": "/".join(str(v) for v in wildcards.values()) or rule,
+        "wildcards": {key: str(value) for key, value in wildcards.items()},
         "benchmark": expand(str(proxy.benchmark), **wildcards)[0],
         "log": expand(str(proxy.log[0]), **wildcards)[0],
     }
