@@ -673,6 +673,8 @@ def test_snakemake_report_holds_the_html_report_and_its_figures(demo_run, demo_r
 # Headless Chromium over the DevTools protocol ----------------------------------------------
 
 WIDTHS = (1400, 800)
+PRINTED = 718  # px: an A4 page's width at 96 dpi less Chromium's default margins
+SMALLEST_SCALE = 0.7  # at 800 px a figure is drawn at least this fraction of its size
 
 
 def chromium() -> str | None:
@@ -716,7 +718,11 @@ PROBE = """JSON.stringify({
              && !e.closest('.table-wrap')).map(e => e.tagName + '.' + e.className).slice(0, 5),
     toc: (() => { const r = document.getElementById('TOC').getBoundingClientRect();
                   return [r.left, r.width]; })(),
-    height: document.documentElement.scrollHeight})"""
+    height: document.documentElement.scrollHeight,
+    scale: Math.min(...[...document.images].map(i => i.clientWidth / i.naturalWidth)),
+    matrixHidden: (() => { const w = document.getElementById('matrix-wrap');
+                           return w.scrollWidth > w.clientWidth + 1; })(),
+    hint: document.getElementById('matrix-hint').offsetParent !== null})"""
 
 READY = "JSON.stringify(!!document.querySelector('#matrix.dataTable'))"
 
@@ -798,9 +804,16 @@ async def _drive(socket, url: str, shots: Path, column: str) -> dict:
         (shots / f"report-{width}.png").write_bytes(base64.b64decode(shot["data"]))
     seen["sort"] = await evaluate(session, SORT % column)
     await call("Emulation.setEmulatedMedia", session, media="print")
+    await call("Emulation.setDeviceMetricsOverride", session, width=PRINTED, height=1000,
+               deviceScaleFactor=1, mobile=False)
+    await asyncio.sleep(0.5)
     seen["print"] = await evaluate(session, """JSON.stringify({
         toc: getComputedStyle(document.getElementById('TOC')).display,
-        margin: getComputedStyle(document.querySelector('main')).marginLeft})""")
+        margin: getComputedStyle(document.querySelector('main')).marginLeft,
+        hint: document.getElementById('matrix-hint').offsetParent !== null,
+        matrixRight: document.getElementById('matrix').getBoundingClientRect().right,
+        matrixHidden: (() => { const w = document.getElementById('matrix-wrap');
+                               return w.scrollWidth > w.clientWidth + 1; })()})""")
     params = [(e["method"], e.get("params", {})) for e in events]
     return seen | {
         "console errors": [p["args"] for m, p in params if m == "Runtime.consoleAPICalled"
@@ -841,11 +854,16 @@ def check_in_browser(seen: dict, figures: int, baseline_rows: int) -> None:
     assert up == sorted(up) and down == sorted(down, reverse=True)
     assert seen["sort"]["shown"] == baseline_rows
     assert seen["sort"]["rows"] == len(up)  # an empty search shows every row again
-    assert seen["print"] == {"toc": "none", "margin": "0px"}  # the print stylesheet
+    for width in WIDTHS:  # figures legible; columns out of view announced
+        assert seen[width]["scale"] >= SMALLEST_SCALE, (width, seen[width]["scale"])
+        assert seen[width]["hint"] == seen[width]["matrixHidden"], width
+    printed = seen["print"]  # the print stylesheet: no contents bar, the matrix whole
+    assert (printed["toc"], printed["margin"], printed["hint"]) == ("none", "0px", False)
+    assert printed["matrixRight"] <= PRINTED and not printed["matrixHidden"], printed
 
 
 def test_study_report_in_headless_chromium(study):
-    check_in_browser(browse(study[0], "study", "esc10"), STUDY_FIGURES, baseline_rows=3)
+    check_in_browser(browse(study[0], "study", "esc10"), STUDY_FIGURES, baseline_rows=2)
 
 
 def test_demo_report_in_headless_chromium(demo_report):
@@ -853,3 +871,118 @@ def test_demo_report_in_headless_chromium(demo_report):
     check_in_browser(browse(demo_report, "demo", "demo"), len(list(
         (demo_report.parent / "figures").glob("*.png"))),
         baseline_rows=sum(r["model"].endswith("baseline") for r in baseline))
+
+
+def test_study_report_prints_the_whole_matrix(study, study_page):
+    """Headless Chromium's --print-to-pdf: the PDF's text holds every matrix column (header and
+    each row's interval in the last dataset's column)."""
+    binary = chromium()
+    if binary is None or shutil.which("pdftotext") is None:
+        pytest.skip("chromium or pdftotext (Debian: poppler-utils) is not installed; the print "
+                    "check did not run")
+    shots = ARTIFACTS / "study"
+    shots.mkdir(parents=True, exist_ok=True)
+    pdf = shots / "report.pdf"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+                        "--no-pdf-header-footer", f"--print-to-pdf={pdf}", study[0].as_uri()],
+                       check=True, capture_output=True, timeout=180)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    matrix = text[text.index("Results matrix", text.index("Key findings")):
+                  text.index("Headline metric per dataset")]
+    words = " ".join(matrix.split())
+    for column in ["model", "probe", *STUDY_DATASETS, "mean rank"]:
+        assert column in words, column
+    for row in records(study_page.tables["matrix"]):
+        assert row[STUDY_DATASETS[-1]].split(" ", 1)[1] in words, row
+
+
+# Readable at real sizes ------------------------------------------------------------------------
+
+# Machado, Oliveira & Fernandes (2009), severity 1: linear RGB as seen with each dichromacy.
+DICHROMACY = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                   [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                     [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                   [0.004733, 0.691367, 0.303900]],
+}
+DISTINCT = 15.0  # CIELAB distance (Delta E 1976) below which two colours look near-identical
+
+
+def closest_pair(colours_hex: list[str]) -> float:
+    """The smallest CIELAB distance between two of the colours, with normal vision and as
+    each dichromacy sees them."""
+    import itertools
+
+    import numpy as np
+
+    rgb = np.array([[int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)] for h in colours_hex])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                       [0.0193, 0.1192, 0.9505]])
+    closest = np.inf
+    for seen in [np.eye(3), *map(np.array, DICHROMACY.values())]:
+        xyz = np.clip(linear @ seen.T, 0, 1) @ to_xyz.T / [0.95047, 1.0, 1.08883]
+        f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+        lab = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]),
+                        200 * (f[:, 1] - f[:, 2])], 1)
+        for i, j in itertools.combinations(range(len(lab)), 2):
+            closest = min(closest, float(np.linalg.norm(lab[i] - lab[j])))
+    return closest
+
+
+def test_palette_is_colour_blind_safe_and_stable_per_model():
+    models = [f"m{i}" for i in range(8)]
+    styles = colours.model_styles(models)
+    assert closest_pair([styles[m]["color"] for m in models]) >= DISTINCT
+    # a model keeps its colour whatever follows it (one palette for every figure)
+    assert colours.model_styles(models[:3]) == {m: styles[m] for m in models[:3]}
+    classes = [f"class {i}" for i in range(colours.MAX_CLASSES)]
+    marks = colours.class_styles(classes)
+    assert len({(s["color"], s["marker"]) for s in marks.values()}) == len(classes)
+    for marker in {s["marker"] for s in marks.values()}:
+        same = [s["color"] for s in marks.values() if s["marker"] == marker]
+        assert closest_pair(same) >= DISTINCT
+
+
+@pytest.fixture(scope="module")
+def many_classes(tmp_path_factory) -> tuple[Path, dict]:
+    """ESC-50 (50 classes, 5 folds) and LibriSpeech speaker ID (251 classes, one split)."""
+    return render_study(tmp_path_factory.mktemp("classes"), datasets=["esc50", "librispeech"],
+                        models=["hubert", "logmel"], probes=["linear"], clips=200)
+
+
+def test_many_classes_show_the_most_confused_and_outcomes_instead_of_a_class_legend(
+        many_classes):
+    page = Page(many_classes[0].read_text())
+    captions = " ".join(page.captions)
+    for dataset, n in (("esc50", 50), ("librispeech", 251)):
+        assert (f"on {dataset}, the {errors.SUB_MATRIX} most confused of its {n} classes"
+                in captions)
+        assert re.search(rf"{dataset}: t-SNE of \d+ test clips .* by outcome only \({n} classes",
+                         captions)
+        assert len(records(page.tables[f"{dataset}-per-class"])) == n
+    shots = ARTIFACTS / "classes"
+    shots.mkdir(parents=True, exist_ok=True)
+    for figure in (many_classes[0].parent / "figures").glob("*.png"):
+        shutil.copy(figure, shots / figure.name)
+
+
+def test_most_confused_classes_are_those_with_the_most_errors():
+    import numpy as np
+
+    counts = np.diag(np.full(40, 10.0))
+    counts[5, 7] = counts[7, 5] = 6.0  # 5 and 7 mix up
+    counts[30, 2] = 4.0
+    shown, share = errors.most_confused([f"c{i:02d}" for i in range(40)], counts, top=4)
+    assert {"c05", "c07", "c30", "c02"} == set(shown)
+    assert share.shape == (4, 4)
+
+
+def test_many_classes_report_in_headless_chromium(many_classes):
+    check_in_browser(browse(many_classes[0], "classes", "esc50"), len(list(
+        (many_classes[0].parent / "figures").glob("*.png"))), baseline_rows=1)
