@@ -22,7 +22,7 @@ rule summary:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        keys=table_keys(),
+        keyed=table_keys(),
     script:
         "../scripts/summary.py"
 
@@ -47,6 +47,6 @@ rule comparisons:
         "../envs/audioprobe.yaml"
     params:
         models=canonical(config["models"]),
-        keys=table_keys(),
+        keyed=table_keys(),
     script:
         "../scripts/comparisons.py"

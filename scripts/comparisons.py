@@ -11,8 +11,8 @@ from audioprobe.tables import compare, read_inputs, read_table
 to_file(snakemake.log[0])
 runs, predictions, manifests = read_inputs(
     [snakemake.input.runs],
-    snakemake.params.keys["predictions"],
-    snakemake.params.keys["manifests"],
+    snakemake.params.keyed["predictions"],
+    snakemake.params.keyed["manifests"],
 )
 summary = read_table(snakemake.input.summary)
 compare(
