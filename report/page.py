@@ -98,7 +98,6 @@ table.matrix thead th:first-child {background: #fff}
 table.matrix .ci {color: #555; font-size: 0.85em}
 table.matrix th {white-space: nowrap}
 .table-wrap .dt-search input {width: min(24em, 80vw)}
-.matrix-wrap {box-shadow: inset -14px 0 10px -10px rgba(0, 0, 0, 0.25)}
 .scroll-hint {display: none; margin: -0.8em 0 1em; font-size: 0.9em; color: #1f4e79}
 .scroll-hint.shown {display: block}
 .tag {font-size: 0.75em; padding: 0 0.35em; border: 1px solid #888; border-radius: 3px;
@@ -112,7 +111,7 @@ details > summary {cursor: pointer; margin: 0.4em 0}
 @media print {
   body > #TOC, .dt-search, .scroll-hint, .scroll-hint.shown {display: none}
   body.jp-Notebook > main {margin: 0; max-width: none; padding: 0}
-  .table-wrap {overflow: visible; box-shadow: none}
+  .table-wrap {overflow: visible}
   table.matrix {font-size: 7pt; width: 100% !important; table-layout: auto}
   table.matrix th, table.matrix td.score {white-space: normal; padding: 0.1em 0.2em}
   table.matrix tr > :first-child {position: static}
@@ -182,8 +181,8 @@ layers_said = layers.layer_findings(run)
 if layers_said:
     display(Markdown("### Where the best layers sit"))
     note("Per model and probe trained layer by layer: the layer chosen in most rounds with the "
-         "spread of the rounds' choices, or no clear best layer where the best and the worst "
-         "layer's 95% validation intervals overlap.")
+         "spread of the rounds' choices, or no clear best layer where every layer's validation "
+         "score lies inside the best layer's 95% interval.")
     note("\n".join(f"- {line}" for line in layers_said))
 display(Markdown("### Caveats"))
 said = findings.caveats(run)

@@ -75,7 +75,8 @@ def confused_pairs(predictions: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     pairs = pairs.sort_values(["weight", "any"], ascending=False, kind="stable").head(top)
     return pd.DataFrame({
         "true class": pairs["label"], "predicted as": pairs["prediction"],
-        "clips (any seed)": pairs["any"].astype(int), "clips (every seed)": pairs["every"].astype(int),
+        "clips (any seed)": pairs["any"].astype(int),
+        "clips (every seed)": pairs["every"].astype(int),
         "share of true class": [sig(w / support[c]) for w, c in zip(pairs["weight"],
                                                                      pairs["label"])],
     }).reset_index(drop=True)

@@ -22,9 +22,9 @@ def chosen_layers(row: pd.Series) -> list[int]:
 class Choice:
     """The layers one dataset x model x probe chose: per round, the modal one (ties broken
     towards the lowest, as ``tables.summarize`` does) and the layers tied with it; ``flat``:
-    the best and the worst layer's 95% validation intervals overlap (the curve's range is at
-    most twice the best layer's half-width: over rounds, its Nadeau-Bengio interval; on one
-    split, the binomial interval of its validation score), so no layer is clearly best."""
+    every layer's validation score lies inside the best layer's 95% interval (the curve's
+    range is at most its half-width: over rounds, the Nadeau-Bengio interval; on one split, the
+    binomial interval of its validation score), so no layer is clearly best."""
 
     layers: list[int]
     modal: int
@@ -51,9 +51,9 @@ class Choice:
                        else "")
 
     def flat_text(self) -> str:
-        return (f"no clear best layer: validation scores of all layers within "
-                f"{self.range_points:.1f} points, and every layer's 95% interval "
-                f"(± {self.tolerance_points:.1f} points) overlaps the best one's")
+        return (f"no clear best layer: the validation scores of all layers lie within "
+                f"{self.range_points:.1f} points, inside the best layer's 95% interval "
+                f"(± {self.tolerance_points:.1f} points)")
 
 
 def choice(run: Run, row: pd.Series) -> Choice | None:
@@ -72,7 +72,7 @@ def choice(run: Run, row: pd.Series) -> Choice | None:
         half = 1.96 * np.sqrt(best["val_score_mean"] * (1 - best["val_score_mean"])
                               / validation_clips(run, row))
     spread = float(np.nanmax(means) - np.nanmin(means))
-    flat = bool(np.isfinite(half) and spread <= 2 * half)
+    flat = bool(np.isfinite(half) and spread <= half)
     return Choice(layers, tied[0], int(counts.max()), tied, n_layers, flat, 100 * spread,
                   100 * float(half) if np.isfinite(half) else float("nan"))
 
@@ -124,8 +124,9 @@ def layer_findings(run: Run) -> list[str]:
                              f"{made.rounds_text()})")
             if not parts:
                 continue
-            where = (f"; relative depth {min(depths):.2f}–{max(depths):.2f} where a layer is "
-                     "clearly best" if len(depths) > 1 else "")
+            low, high = f"{min(depths, default=0):.2f}", f"{max(depths, default=0):.2f}"
+            where = (f"; relative depth {low if low == high else f'{low}–{high}'} where a layer "
+                     "is clearly best" if len(depths) > 1 else "")
             lines.append(f"**{model}**, {probe} probe ({n_layers} layers, 0 = {names[0]}, "
                          f"{n_layers - 1} = {names[-1]}): " + "; ".join(parts) + where + ".")
     return lines
