@@ -372,27 +372,10 @@ def confusion_figure(predictions: pd.DataFrame, dataset: str, label: str) -> Non
          f"{dataset}: heatmap of the row-normalised confusion matrix")
 
 
-def comparison_table(dataset: str) -> pd.DataFrame:
-    rows = run.comparisons[run.comparisons["dataset"] == dataset] if len(run.comparisons) \
-        else pd.DataFrame()
-    if rows.empty:
-        return rows
-    return pd.DataFrame({
-        "probe": rows["probe"], "comparison": rows["relation"],
-        "model a": rows["model_a"], "model b": rows["model_b"],
-        "a (%)": rows["mean_a"].map(percent), "b (%)": rows["mean_b"].map(percent),
-        "a − b (points)": (100 * rows["difference"]).map(lambda v: f"{v:+.1f}"),
-        "95% CI (points)": [percent_interval(lo, hi) for lo, hi in
-                            zip(rows["ci_low"], rows["ci_high"])],
-        "p (Holm)": rows["p_holm"].map(lambda v: sig(v, 2)),
-        "test": rows["test"] + ", n=" + rows["n"].astype(str),
-    })
-
-
 for dataset in run.datasets:
     display(Markdown(f"### {dataset}: results"))
     layer_figure(dataset)
-    compared = comparison_table(dataset)
+    compared = findings.comparison_table(run, dataset)
     if compared.empty:
         note("No paired comparison was run on this dataset.")
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from audioprobe.report import layers, references
-from audioprobe.report.formatting import metric_name, sig
+from audioprobe.report.formatting import metric_name, percent, percent_interval, sig
 from audioprobe.report.matrix import headline, top_group, with_headline
 from audioprobe.results import Run
 
@@ -33,6 +33,25 @@ def comparisons_of(run: Run, dataset: str, probe: str, model: str) -> pd.DataFra
     rows.loc[turn, "difference"] = -rows.loc[turn, "difference"]
     rows.loc[turn, ["ci_low", "ci_high"]] = -rows.loc[turn, ["ci_high", "ci_low"]].to_numpy()
     return rows.reset_index(drop=True)
+
+
+def comparison_table(run: Run, dataset: str) -> pd.DataFrame:
+    """Every paired comparison of one dataset as the report lists it: percentages, the
+    difference in points with its interval, Holm's p and the test."""
+    rows = run.comparisons
+    rows = rows[rows["dataset"] == dataset] if len(rows) else rows
+    if rows.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "probe": rows["probe"], "comparison": rows["relation"],
+        "model a": rows["model_a"], "model b": rows["model_b"],
+        "a (%)": rows["mean_a"].map(percent), "b (%)": rows["mean_b"].map(percent),
+        "a − b (points)": (100 * rows["difference"]).map(lambda v: f"{v:+.1f}"),
+        "95% CI (points)": [percent_interval(lo, hi) for lo, hi in
+                            zip(rows["ci_low"], rows["ci_high"])],
+        "p (Holm)": rows["p_holm"].map(lambda v: sig(v, 2)),
+        "test": rows["test"] + ", n=" + rows["n"].astype(str),
+    })
 
 
 def verdict(comparison: pd.Series, alpha: float = 0.05) -> str:
