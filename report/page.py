@@ -495,10 +495,10 @@ for dataset in run.datasets:
     if not by_class:
         recall = errors.class_recall(outcomes)
         axes[1].plot(np.arange(len(recall)), 100 * recall.to_numpy(), color="#404040")
-        worst = recall.head(8)
-        for rank, (name, value) in enumerate(worst.items()):
-            axes[1].annotate(name, (rank, 100 * value), fontsize=7, xytext=(4, 4 + 9 * rank),
-                             textcoords="offset points")
+        axes[1].text(0.97, 0.04, "lowest:\n" + "\n".join(
+            f"{name} {100 * value:.0f}%" for name, value in recall.head(8).items()),
+            transform=axes[1].transAxes, ha="right", va="bottom", fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "#bbbbbb"})
         axes[1].set(xlabel=f"class, by share right (lowest first; {len(recall)} classes)",
                     ylabel="right predictions (%)", title="per class, sorted")
     fig.tight_layout()
