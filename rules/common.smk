@@ -15,7 +15,12 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
 from audioprobe.datasets import check_options
 from audioprobe.errors import AudioprobeError, OptionError
-from audioprobe.features.families import check as check_model, needs_gpu
+from audioprobe.features.families import (
+    FAMILIES,
+    check as check_model,
+    needs_gpu,
+    spec_of,
+)
 from audioprobe.manifest import (
     fingerprint as manifest_fingerprint,
     read as read_manifest,
@@ -76,8 +81,34 @@ def check_probe_options():
                     )
 
 
+def read_model_entries():
+    """Replace each model's config entry by the spec the families read (``spec_of``: the
+    family's options beside the generic keys), checking the options against the family's
+    before the schema fills in defaults. Family options at the top level (the earlier form)
+    are still read, with a warning naming the keys to move under ``options``."""
+    models = config.get("models")
+    for name, entry in models.items() if isinstance(models, dict) else ():
+        if not (
+            isinstance(entry, dict)
+            and entry.get("family") in FAMILIES
+            and isinstance(entry.get("options", {}), dict)
+        ):
+            continue  # the schema names what is wrong
+        try:
+            spec, top = spec_of(entry)
+        except OptionError as error:
+            raise WorkflowError(f"config: models.{name}: {error}") from None
+        if top:
+            logger.warning(
+                f"deprecated: models.{name}: {', '.join(top)} at the top level; move "
+                f"{'it' if len(top) == 1 else 'them'} under models.{name}.options"
+            )
+        models[name] = spec
+
+
 check_duplicate_keys()
 check_probe_options()
+read_model_entries()
 validate_config()
 
 

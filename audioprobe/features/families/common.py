@@ -1,4 +1,4 @@
-"""What the model families share: padding masks, the wav2vec2-style convolutional front end
+"""What the model families share: the encoders' base class, padding masks, the wav2vec2-style convolutional front end
 on padded batches, the hashes and seed that identify a model's weights in its card, and the one
 way a family loads a checkpoint file (``safe_torch_load``)."""
 
@@ -23,6 +23,20 @@ log = logging.getLogger(__name__)
 HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
 RANDOM_SEED = 0
 
+
+class BaseEncoder:
+    """What every family's encoder shares: ``to(device)`` moves its torch module (the attribute
+    ``device_module`` names; the user's model only where it is one), and waveforms are given
+    as they are unless the encoder says it normalises them (``normalizes_waveform``)."""
+
+    device_module = "model"
+    normalizes_waveform = False
+
+    def to(self, device: torch.device) -> BaseEncoder:
+        module = getattr(self, self.device_module)
+        if isinstance(module, nn.Module):
+            setattr(self, self.device_module, module.to(device))
+        return self
 
 
 def config_hash(spec: dict) -> str:
@@ -88,22 +102,27 @@ def safe_torch_load(path: str | Path, trust: bool = False) -> Any:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def checked_weights(card: dict) -> None:
-    """Refuse weights on disk that are not the ones the card's revision names: a local
-    checkpoint (or downloaded weights) hashed at fetch time and changed since. Hub snapshots
-    (named by their commit) and random weights (built from the card) are what they say."""
+def checked_weights(card: dict, module: Any) -> None:
+    """Refuse what is on disk when it is not what the card's revision names, for every family
+    alike: the family's ``revision_now(card)`` (the user's code and weights, for ``hear`` and
+    ``custom``) where it has one, else a local checkpoint (or downloaded weights, ``path``)
+    hashed at fetch time. Hub snapshots (named by their commit) and random weights (built from
+    the card) are what they say."""
     revision, path = card.get("revision", ""), card.get("path")
-    if not revision.startswith("sha256:") or path is None or card.get("random_weights"):
+    if hasattr(module, "revision_now"):
+        what, found = module.revision_now(card)
+    elif revision.startswith("sha256:") and path is not None and not card.get("random_weights"):
+        what = f"weights at {path}"
+        found = content_hash(Path(path)) if Path(path).exists() else "missing"
+    else:
         return
-    found = content_hash(Path(path)) if Path(path).exists() else "missing"
     if found != revision:
         from audioprobe.errors import AudioprobeError
 
         raise AudioprobeError(
-            f"model {card.get('name', card.get('model_id'))}: the weights at {path} are "
-            f"{found}, not {revision} as when its card was written (the checkpoint changed): "
-            "run the workflow again to fetch and extract it anew, and label with a probe "
-            "trained on these weights")
+            f"model {card.get('name', card.get('model_id'))}: the {what} are {found}, not "
+            f"{revision} as when its card was written (they changed): run the workflow again "
+            "to fetch and extract it anew, and label with a probe trained on these weights")
 
 
 def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:

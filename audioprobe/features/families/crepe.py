@@ -15,16 +15,24 @@ as with PANNs).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, safe_torch_load, valid,
+    BaseEncoder, RANDOM_SEED, config_hash, content_hash, safe_torch_load, valid,
 )
 
 baseline = False
+
+
+class Options(TypedDict, total=False):
+    """``models.<name>.options`` of family crepe."""
+
+    capacity: Literal["tiny", "full"]
+    hop_ms: float
 
 SAMPLE_RATE = 16000
 WINDOW = 1024  # samples per frame (torchcrepe.WINDOW_SIZE)
@@ -86,7 +94,7 @@ def load(card: dict) -> CrepeEncoder:
     return CrepeEncoder(card["capacity"], card.get("hop_ms", 10), path, card.get("seed", 0))
 
 
-class CrepeEncoder:
+class CrepeEncoder(BaseEncoder):
     """CREPE ``tiny`` or ``full`` on padded batches of 16 kHz waves.
 
     Each clip is zero-padded by half a frame at both ends and cut into ``1 + samples // hop``
@@ -98,7 +106,7 @@ class CrepeEncoder:
     """
 
     prepares_on_device = True
-    normalizes_waveform = False  # each frame is normalised instead
+    # normalizes_waveform stays False: each frame is normalised instead
     sample_rate = SAMPLE_RATE
     min_samples = 1
     n_layers = LAYERS
@@ -119,10 +127,6 @@ class CrepeEncoder:
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "CrepeEncoder":
-        self.model = self.model.to(device)
-        return self
 
     def blocks(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """The layers of (n, 1024) normalised frames, (n, dim) each, zero-padded to ``dim``.

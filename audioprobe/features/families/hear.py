@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
+from typing import Literal, TypedDict
 from types import ModuleType
 
 import torch
@@ -29,6 +30,18 @@ from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
 baseline = False
+
+
+class Options(TypedDict, total=False):
+    """``models.<name>.options`` of family hear; its other options are keyword arguments of
+    the module's ``load_model`` (``USER_KWARGS``)."""
+
+    module: str
+    weights: str
+    embedding: Literal["timestamp", "scene"]
+
+
+USER_KWARGS = True
 
 EMBEDDINGS = {"timestamp": "get_timestamp_embeddings", "scene": "get_scene_embeddings"}
 
@@ -86,10 +99,14 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
                    "batching_error": error if math.isfinite(error) else None}
 
 
+def revision_now(card: dict) -> tuple[str, str]:
+    """The module's code and weights, and their hash now."""
+    return user_code.revision_now(card, card["module"])
+
+
 def load(card: dict) -> user_code.UserEncoder:
-    """The module's model (its code and weights checked against the card)."""
+    """The module's model (``load_encoder`` checks its code and weights against the card)."""
     module = user_code.import_module(card["module"], f"model {card['name']}")
-    user_code.check_revision(card, module)
     model = _load_model(module, card, card["name"])
     run = _runner(module, model, card["embedding"])
     return user_code.UserEncoder(run, model, card["sample_rate"], card["n_layers"],

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 import torchaudio.transforms as T
 
 from audioprobe import __version__
-from audioprobe.features.families.common import reflect_pad
+from audioprobe.features.families.common import BaseEncoder, reflect_pad
 
 baseline = True
+
+
+class Options(TypedDict, total=False):
+    """``models.<name>.options`` of family logmel."""
+
+    sample_rate: int
+    n_mels: int
 
 
 def needs_gpu(spec: dict) -> bool:
@@ -39,13 +47,13 @@ def batching(card: dict) -> str:
     return "padded"
 
 
-class LogMelEncoder:
+class LogMelEncoder(BaseEncoder):
     """Weight-free baseline: log-mel spectrogram frames as a single "layer". Centred frames:
     each clip is reflection-padded at its own ends (``reflect_pad``), so the last frames of a
     clip in a padded batch are those it gets alone."""
 
     prepares_on_device = True
-    normalizes_waveform = False
+    device_module = "melspec"
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64) -> None:
         self.sample_rate = sample_rate
@@ -60,10 +68,6 @@ class LogMelEncoder:
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "LogMelEncoder":
-        self.melspec = self.melspec.to(device)
-        return self
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):

@@ -9,16 +9,24 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
+    BaseEncoder, RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
 )
 
 baseline = False
+
+
+class Options(TypedDict, total=False):
+    """``models.<name>.options`` of family panns (random weights without a checkpoint: which
+    CNN14 front end)."""
+
+    sample_rate: int
 
 
 def needs_gpu(spec: dict) -> bool:
@@ -125,7 +133,7 @@ def panns_checkpoint_info(state: dict) -> dict:
             "classes_num": int(state.get("fc_audioset.weight", torch.empty(527)).shape[0])}
 
 
-class PannsEncoder:
+class PannsEncoder(BaseEncoder):
     """PANNs CNN14 (``panns_inference.models.Cnn14``) from a checkpoint file, or random weights.
 
     Layers (``n_layers`` = 7), one vector per window each: the outputs of conv blocks 1-6
@@ -142,7 +150,6 @@ class PannsEncoder:
     """
 
     prepares_on_device = True
-    normalizes_waveform = False
 
     def __init__(self, sample_rate: int = 32000, path: str | None = None,
                  random_weights: bool = False, seed: int = 0, classes_num: int = 527,
@@ -173,10 +180,6 @@ class PannsEncoder:
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "PannsEncoder":
-        self.model = self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):

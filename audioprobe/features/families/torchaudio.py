@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError, UnsafeCheckpointError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint, valid,
+    BaseEncoder, RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint,
+    valid,
 )
 
 baseline = False
+
+
+class Options(TypedDict, total=False):
+    """``models.<name>.options`` of family torchaudio."""
+
+    bundle: str
+    architecture: dict
 
 
 def needs_gpu(spec: dict) -> bool:
@@ -106,7 +115,7 @@ def torchaudio_params(bundle, overrides: dict | None) -> dict:
     return params | dict(overrides or {})
 
 
-class TorchaudioEncoder:
+class TorchaudioEncoder(BaseEncoder):
     """A ``torchaudio.pipelines`` wav2vec2 / HuBERT / WavLM bundle, through
     ``Wav2Vec2Model.extract_features(waves, lengths)``: one layer per transformer block.
 
@@ -147,10 +156,6 @@ class TorchaudioEncoder:
         if self.normalize:
             waves = [F.layer_norm(w, w.shape) for w in waves]
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "TorchaudioEncoder":
-        self.model = self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
