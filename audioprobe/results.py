@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioprobe import manifest
+from audioprobe.features.families import is_baseline
 from audioprobe.features.store import Store, open_store
 from audioprobe.joblog import read_run_details
 from audioprobe.rendering import INPUTS_VARIABLE
 from audioprobe.tables import read_predictions, read_table as read_result_table
-
-
 
 @dataclass
 class Run:
@@ -40,10 +40,13 @@ class Run:
     cards: dict[str, dict] = field(default_factory=dict)
     jobs: pd.DataFrame = field(default_factory=pd.DataFrame)
     references: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reference_models: pd.DataFrame = field(default_factory=pd.DataFrame)
+    protocols: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: Path | None = None
     tables: dict[str, Path] = field(default_factory=dict)
     workflow: Path | None = None
     _stores: dict = field(default_factory=dict, repr=False)
+    _manifests: dict = field(default_factory=dict, repr=False)
 
     @property
     def datasets(self) -> list[str]:
@@ -56,6 +59,34 @@ class Run:
     @property
     def probes(self) -> list[str]:
         return [p for p in self.config["probes"] if p in set(self.summary["probe"])]
+
+    def headline_metric(self, dataset: str) -> str:
+        """The dataset's headline metric (accuracy, balanced accuracy or the ICBHI score), as
+        the summary records it."""
+        return str(self.summary.loc[self.summary["dataset"] == dataset,
+                                    "headline_metric"].iloc[0])
+
+    def selection_metric(self, dataset: str) -> str:
+        """The validation score the dataset's probes were selected on."""
+        return str(self.summary.loc[self.summary["dataset"] == dataset,
+                                    "selection_metric"].iloc[0])
+
+    def role(self, model: str) -> str:
+        """"baseline" (log-mel), "control" (random weights) or "" for a pretrained model."""
+        card = self.cards.get(model) or self.config["models"].get(model, {})
+        if is_baseline(card):
+            return "baseline"
+        return "control" if card.get("random_weights") else ""
+
+    def probe_kind(self, probe: str) -> str:
+        """linear, mlp or weighted."""
+        return self.config["probes"][probe]["kind"]
+
+    def manifest(self, dataset: str) -> pd.DataFrame:
+        """The dataset's manifest (read once)."""
+        if dataset not in self._manifests:
+            self._manifests[dataset] = manifest.read(self.manifests[dataset])
+        return self._manifests[dataset]
 
     def store(self, dataset: str, model: str) -> Store:
         """The opened feature store of one dataset and model (opened once)."""
@@ -114,22 +145,24 @@ def read_notes(path: Path) -> dict:
 
 
 def read_jobs(records: list[dict]) -> pd.DataFrame:
-    """One row per job: rule, job (its wildcards), wall time and peak memory from its
-    benchmark file, and the run details its log starts with. A job without a benchmark file
-    did not run in this config (a dataset with nothing to download)."""
+    """One row per job: rule, job (its wildcards joined), its wildcards, wall time and peak
+    memory from its benchmark file, when it finished (the benchmark file's modification time,
+    seconds since the epoch), and the run details its log starts with. A job without a
+    benchmark file did not run in this config (a dataset with nothing to download)."""
     rows = []
     for job in records:
         if not Path(job["benchmark"]).is_file():
             continue
         bench = pd.read_csv(job["benchmark"], sep="\t")
         rows.append({
-            "rule": job["rule"], "job": job["job"],
+            "rule": job["rule"], "job": job["job"], "wildcards": job.get("wildcards", {}),
             "wall time (s)": float(pd.to_numeric(bench["s"], errors="coerce").mean()),
             "max RSS (MB)": float(pd.to_numeric(bench["max_rss"], errors="coerce").max()),
+            "finished": Path(job["benchmark"]).stat().st_mtime,
             "details": read_run_details(job["log"]) if job.get("log") else None,
         })
-    return pd.DataFrame(rows, columns=["rule", "job", "wall time (s)", "max RSS (MB)",
-                                       "details"])
+    return pd.DataFrame(rows, columns=["rule", "job", "wildcards", "wall time (s)",
+                                       "max RSS (MB)", "finished", "details"])
 
 
 def load(environ: dict | None = None) -> Run:
@@ -138,7 +171,7 @@ def load(environ: dict | None = None) -> Run:
     files, config = spec["files"], spec["config"]
     tables = {name: Path(files[name]) for name in ("summary", "layers", "comparisons", "runs")
               if files.get(name)}
-    return Run(
+    run = Run(
         summary=read_table(tables["summary"]),
         config=config,
         layers=read_table(tables.get("layers")),
@@ -153,21 +186,37 @@ def load(environ: dict | None = None) -> Run:
                for m, p in _keyed(files.get("cards", []), "model").items()},
         jobs=read_jobs(files.get("jobs", [])),
         references=read_references(files["references"]),
+        reference_models=read_references(files["reference_models"]),
+        protocols=read_references(files["protocols"]).set_index("protocol", drop=False),
         figures=Path(files["figures"]) if files.get("figures") else None,
         tables=tables,
         workflow=Path(spec["workflow"]) if spec.get("workflow") else None,
     )
+    return without_weighted_single_layer(run)
+
+
+def without_weighted_single_layer(run: Run) -> Run:
+    """The run without the weighted probe's rows of single-layer models (a learned mix of one
+    layer is that layer's linear probe): their summary rows and their comparisons."""
+    weighted = [p for p in run.probes if run.probe_kind(p) == "weighted"]
+    single = [m for m in run.models if run.n_layers(m) == 1]
+    if not weighted or not single:
+        return run
+    summary = run.summary
+    drop = summary["probe"].isin(weighted) & summary["model"].isin(single)
+    run.summary = summary[~drop].reset_index(drop=True)
+    if len(run.comparisons):
+        pairs = run.comparisons
+        drop = pairs["probe"].isin(weighted) & (pairs["model_a"].isin(single)
+                                                | pairs["model_b"].isin(single))
+        run.comparisons = pairs[~drop].reset_index(drop=True)
+    return run
 
 
 def read_references(path: str | Path) -> pd.DataFrame:
-    """The published reference numbers, as written (strings keep their published digits)."""
+    """A table of published references (numbers, model names or protocols) as written:
+    strings keep their published digits."""
     return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-def read_manifest(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"clip_id": str, "label": str, "split": str, "group": str},
-                       keep_default_na=False, na_values={"fold": [""], "start": [""],
-                                                          "end": [""]})
 
 
 def git_commit(folder: Path | None) -> str | None:

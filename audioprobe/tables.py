@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audioprobe import statistics
+from audioprobe import manifest, statistics
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import is_baseline
 from audioprobe.probes.metrics import NORMAL, linearized
@@ -23,7 +23,6 @@ from audioprobe.probes.metrics import NORMAL, linearized
 SCORES = ["accuracy", "macro_f1", "balanced_accuracy", "top5_accuracy", "sensitivity",
           "specificity", "icbhi_score"]
 CASE = ["dataset", "model", "probe"]
-ALL_LAYERS = -1  # the layer value of the weighted probe's rows (a learned mix of all layers)
 IMBALANCE = 1.5  # largest / smallest test class above this: the headline is balanced accuracy
 T_TEST = "paired t over rounds, Nadeau-Bengio corrected"
 FLIP_TEST = "paired sign-flip test over test groups, bootstrap-t interval"
@@ -410,13 +409,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """A manifest (``results/manifests/{dataset}.csv``), ids, labels, splits and groups kept as
-    text."""
-    return pd.read_csv(path, dtype={"clip_id": str, "label": str, "split": str, "group": str},
-                       keep_default_na=False, na_values={"fold": [""]})
-
-
 def selection_metric(selection: str, manifest: pd.DataFrame) -> str:
     """The validation score probes are selected on: the dataset's headline metric
     (``selection: headline``, the default) or the metric named; the ICBHI score needs a class
@@ -427,14 +419,15 @@ def selection_metric(selection: str, manifest: pd.DataFrame) -> str:
     return headline_metric(manifest) if selection == "headline" else selection
 
 
-def read_inputs(runs: list[str], predictions: list[str], manifests: list[str]
+def read_inputs(runs: list[str], predictions: list[dict], manifests: list[dict]
                 ) -> tuple[pd.DataFrame, dict, dict]:
     """The runs (concatenated), the test predictions by (dataset, model, probe), and from the
-    manifests (``results/manifests/{dataset}.csv``) each dataset's headline metric and clip
-    groups, as keyword arguments of :func:`summarize`."""
+    manifests each dataset's headline metric and clip groups, as keyword arguments of
+    :func:`summarize`. ``predictions`` and ``manifests`` are records of their keys and
+    ``path`` (``keyed`` in ``rules/common.smk``); no key is read from a path."""
     table = pd.concat([read_table(p) for p in runs], ignore_index=True)
-    by_case = {(Path(p).parts[-3], Path(p).parts[-2], Path(p).stem): read_predictions(p)
-               for p in predictions}
-    frames = {Path(p).stem: read_manifest(p) for p in manifests}
+    by_case = {(r["dataset"], r["model"], r["probe"]): read_predictions(r["path"])
+               for r in predictions}
+    frames = {r["dataset"]: manifest.read(r["path"]) for r in manifests}
     return table, by_case, {"headline": {d: headline_metric(m) for d, m in frames.items()},
                             "groups": {d: clip_groups(m) for d, m in frames.items()}}

@@ -47,19 +47,22 @@ from IPython.display import HTML, Markdown, display
 from itables import init_notebook_mode, to_html_datatable
 from matplotlib.patches import Rectangle
 
-from audioprobe import analysis as an
 from audioprobe import results
 from audioprobe.joblog import run_details
+from audioprobe.report import (audit, colours, cost, embedding, errors, findings, layers,
+                               matrix, references, setup)
+from audioprobe.report.formatting import (duration, metric_name, percent, percent_interval,
+                                          sig)
 
 run = results.load()
 if run.figures:
     run.figures.mkdir(parents=True, exist_ok=True)
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
-# One colour per model, used for that model and nothing else anywhere in the report: other
-# figures use greys, except the classes of the t-SNE map (named in its legend).
-MODEL_COLOURS = dict(zip(run.models, sns.color_palette("colorblind", len(run.models))))
-LAYERED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] != "weighted"]
-WEIGHTED_PROBES = [p for p in run.probes if run.config["probes"][p]["kind"] == "weighted"]
+# One colour (and line style) per model, the same in every figure; other figures use greys,
+# except the classes of the feature map (colour and marker, named in its legend).
+MODEL_STYLES = colours.model_styles(run.models)
+LAYERED_PROBES = layers.layered_probes(run)
+FIGURE_WIDTH = 10  # inches at 90 dpi: 900 px, shown at most 1:1.25 on an 800 px window
 figure_count = 0
 
 display(HTML("""<style>
@@ -95,6 +98,8 @@ table.matrix thead th:first-child {background: #fff}
 table.matrix .ci {color: #555; font-size: 0.85em}
 table.matrix th {white-space: nowrap}
 .table-wrap .dt-search input {width: min(24em, 80vw)}
+.scroll-hint {display: none; margin: -0.8em 0 1em; font-size: 0.9em; color: #1f4e79}
+.scroll-hint.shown {display: block}
 .tag {font-size: 0.75em; padding: 0 0.35em; border: 1px solid #888; border-radius: 3px;
   color: #333}
 figure.report-figure {margin: 1em 0 1.6em}
@@ -104,9 +109,12 @@ pre.config {max-height: 30em; overflow: auto; background: #f6f6f6; padding: 0.6e
   white-space: pre; max-width: 100%}
 details > summary {cursor: pointer; margin: 0.4em 0}
 @media print {
-  body > #TOC, .dt-search {display: none}
-  body.jp-Notebook > main {margin: 0; max-width: none}
+  body > #TOC, .dt-search, .scroll-hint, .scroll-hint.shown {display: none}
+  body.jp-Notebook > main {margin: 0; max-width: none; padding: 0}
   .table-wrap {overflow: visible}
+  table.matrix {font-size: 7pt; width: 100% !important; table-layout: auto}
+  table.matrix th, table.matrix td.score {white-space: normal; padding: 0.1em 0.2em}
+  table.matrix tr > :first-child {position: static}
   figure.report-figure, table {break-inside: avoid}
   details > *:not(summary) {display: block}
   a {color: inherit}
@@ -168,13 +176,16 @@ def fitted_limits(lows: list[float], highs: list[float]) -> tuple[float, float]:
 
 # %%
 for dataset in run.datasets:
-    note(an.dataset_finding(run, dataset))
-layers_said = an.layer_findings(run)
+    note(findings.dataset_finding(run, dataset))
+layers_said = layers.layer_findings(run)
 if layers_said:
     display(Markdown("### Where the best layers sit"))
+    note("Per model and probe trained layer by layer: the layer chosen in most rounds with the "
+         "spread of the rounds' choices, or no clear best layer where every layer's validation "
+         "score lies inside the best layer's 95% interval.")
     note("\n".join(f"- {line}" for line in layers_said))
 display(Markdown("### Caveats"))
-said = an.caveats(run)
+said = findings.caveats(run)
 note("\n".join(f"- {line}" for line in said) if said else
      "No dataset carries a note, and every task has published references.")
 
@@ -185,20 +196,20 @@ note("\n".join(f"- {line}" for line in said) if said else
 # (rows) on every dataset (columns); in bold, the models no other model with the same probe beats
 # (Holm over every pair, not the highest test score); controls (random
 # weights) and baselines (log-mel) tagged; mean rank across datasets (1 = best). Click a column
-# to sort; type in the search box to filter rows.
+# to sort; type in the search box to filter rows. A single-layer model has no weighted-probe
+# row: a learned mix of one layer is its linear probe.
 
 # %%
 def matrix_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The models x datasets matrix as HTML cells, followed by one hidden sort key per dataset
     (the score, -1 where missing) that the dataset's column sorts by."""
-    metrics = run.summary.groupby("dataset")["headline_metric"].first()
     cells = pd.DataFrame({
         "model": [html.escape(m) + (f' <span class="tag">{r}</span>' if r else "")
                   for m, r in zip(frame["model"], frame["role"])],
         "probe": frame["probe"].map(html.escape)})
     keys = {}
     for dataset in run.datasets:
-        head = (f'<span title="{an.METRIC_NAMES.get(metrics[dataset], metrics[dataset])}">'
+        head = (f'<span title="{metric_name(run.headline_metric(dataset))}">'
                 f"{html.escape(dataset)}</span>")
         cells[head] = [score_cell(c) for c in frame[dataset]]
         keys[f"{dataset} sort key"] = [f"{100 * c['score']:.4f}" if isinstance(c, dict) else "-1"
@@ -211,18 +222,19 @@ def score_cell(cell: dict | None) -> str:
     """Percent (bold for the dataset's best) over its 95% interval; a dash when missing."""
     if not isinstance(cell, dict):
         return "–"
-    score = an.percent(cell["score"])
+    score = percent(cell["score"])
     return (f"{f'<b>{score}</b>' if cell['best'] else score}<br>"
-            f'<span class="ci">{an.percent_interval(cell["low"], cell["high"])}</span>')
+            f'<span class="ci">{percent_interval(cell["low"], cell["high"])}</span>')
 
 
 def matrix_table(frame: pd.DataFrame) -> str:
     """The matrix as a DataTables table (itables, offline): a search box, every column sortable,
-    a dataset's column sorted by its hidden score."""
+    a dataset's column sorted by its hidden score; a hint shows while columns are out of
+    view."""
     cells = matrix_frame(frame)
     n = len(run.datasets)
     scores = list(range(2, 3 + n))
-    return '<div class="table-wrap">' + to_html_datatable(
+    return ('<div class="table-wrap matrix-wrap" id="matrix-wrap">' + to_html_datatable(
         cells, connected=False, allow_html=True, table_id="matrix", paging=False,
         text_in_header_can_be_selected=False, display_logo_when_loading=False,
         classes="display compact dataframe matrix", style="width: auto; margin: 0",
@@ -232,16 +244,36 @@ def matrix_table(frame: pd.DataFrame) -> str:
                     {"targets": scores, "className": "score"},
                     {"targets": list(range(3 + n, 3 + 2 * n)), "visible": False,
                      "searchable": False}]) + "</div>"
+            + '<p class="scroll-hint" id="matrix-hint">More datasets to the right: scroll the '
+              "matrix sideways →</p>" + SCROLL_HINT)
 
+
+SCROLL_HINT = """<script>
+(() => {
+  const update = () => {
+    const wrap = document.getElementById('matrix-wrap');
+    const hint = document.getElementById('matrix-hint');
+    if (!wrap || !hint) return;
+    const hidden = wrap.scrollWidth - wrap.clientWidth - wrap.scrollLeft > 2;
+    hint.classList.toggle('shown', hidden);
+  };
+  window.addEventListener('resize', update);
+  document.addEventListener('scroll', update, true);
+  new MutationObserver(update).observe(document.body, {childList: true, subtree: true});
+  update();
+})();
+</script>"""
 
 init_notebook_mode(all_interactive=False, connected=False)
-display(HTML(matrix_table(an.matrix(run))))
-metrics = run.summary.groupby("dataset", sort=False)["headline_metric"].first()
+display(HTML(matrix_table(matrix.matrix(run))))
 note("Headline metric per dataset: " + "; ".join(
-    f"{d}: {an.METRIC_NAMES.get(metrics[d], metrics[d])}" for d in run.datasets) + ".")
+    f"{d}: {metric_name(run.headline_metric(d))}" for d in run.datasets) + ".")
 links = [f'<a href="../tables/{name}.csv">{name}.csv</a>' for name in run.tables]
-display(HTML(f'<p class="lead">The tables behind this report, next to it in '
-             f'<code>results/tables/</code>: {", ".join(links)}.</p>'))
+folder = next(iter(run.tables.values())).parent.resolve() if run.tables else None
+display(HTML(f'<p class="lead">The tables behind this report, linked from the report\'s '
+             f'folder as <code>../tables/</code>: {", ".join(links)}. When rendered they were in '
+             f'<code>{html.escape(str(folder))}</code>; a copy of the report keeps its links '
+             "when <code>results/tables/</code> sits beside its folder.</p>"))
 
 # %% [markdown]
 # ## Setup
@@ -252,9 +284,9 @@ display(HTML(f'<p class="lead">The tables behind this report, next to it in '
 # way) and the probes.
 
 # %%
-table(an.dataset_table(run), "datasets")
-table(an.model_table(run), "models")
-table(an.probe_table(run), "probes")
+table(setup.dataset_table(run), "datasets")
+table(setup.model_table(run), "models")
+table(setup.probe_table(run), "probes")
 
 # %% [markdown]
 # ## Per-dataset results
@@ -262,131 +294,104 @@ table(an.probe_table(run), "probes")
 # For each dataset: validation and test scores of every layer for every model on relative depth
 # (0 = a model's first stored layer, 1 = its last), the paired comparisons, and for the
 # configuration best on validation the confusion matrix, per-class scores and most confused
-# pairs (pooled over rounds and seeds, each round at its own chosen layer).
+# pairs (in test clips, each clip's seeds averaged, each round at its own chosen layer).
 
 # %%
 def layer_figure(dataset: str) -> None:
     """Validation (left) and test (right) score by relative depth, one row per probe."""
-    rows = run.layers[run.layers["dataset"] == dataset]
-    metric = run.summary.loc[run.summary["dataset"] == dataset, "headline_metric"].iloc[0]
-    summary = run.summary[run.summary["dataset"] == dataset]
-    selected_on = summary["selection_metric"].iloc[0]
+    selected, metric = run.selection_metric(dataset), run.headline_metric(dataset)
     probes = LAYERED_PROBES or run.probes
-    fig, axes = plt.subplots(len(probes), 2, figsize=(12, 3.6 * len(probes)), squeeze=False)
+    fig, axes = plt.subplots(len(probes), 2, figsize=(FIGURE_WIDTH, 3.4 * len(probes)),
+                             squeeze=False)
+    weighted = layers.weighted_lines(run, dataset)
     for r, probe in enumerate(probes):
         handles = []
-        for c, (column, label) in enumerate([("val_score",
-                                              f"validation {an.METRIC_NAMES[selected_on]}"),
-                                             (metric, f"test {an.METRIC_NAMES[metric]}")]):
+        for c, (key, label) in enumerate([("validation", f"validation {metric_name(selected)}"),
+                                          ("test", f"test {metric_name(metric)}")]):
             ax, lows, highs = axes[r][c], [], []
-            for model in run.models:
-                part = rows[(rows["model"] == model) & (rows["probe"] == probe)
-                            & (rows["layer"] >= 0)].sort_values("layer")
-                if part.empty:
-                    continue
-                mean = part[f"{column}_mean"]
-                low = part.get(f"{column}_ci_low", mean).fillna(mean)
-                high = part.get(f"{column}_ci_high", mean).fillna(mean)
-                colour = MODEL_COLOURS[model]
-                info = summary[(summary["model"] == model) & (summary["probe"] == probe)]
-                chosen = an.chosen_layers(info.iloc[0]) if len(info) else []
-                n = run.n_layers(model)
-                if n == 1:
-                    line = ax.axhline(mean.iloc[0], color=colour, linestyle="--", linewidth=2)
-                    ax.axhspan(low.iloc[0], high.iloc[0], color=colour, alpha=0.12)
+            for curve in layers.curves(run, dataset, probe):
+                model, style = curve["model"], MODEL_STYLES[curve["model"]]
+                mean, low, high = curve[key]
+                if curve["n_layers"] == 1:
+                    line = ax.axhline(mean[0], color=style["color"], linestyle="--", linewidth=2)
+                    ax.axhspan(low[0], high[0], color=style["color"], alpha=0.12)
                     text = f"{model} (single layer, reference line)"
                 else:
-                    depth = part["layer"] / (n - 1)
-                    line, = ax.plot(depth, mean, color=colour, marker="o", markersize=3.5)
-                    ax.fill_between(depth, low, high, color=colour, alpha=0.15)
-                    modal = part[part["layer"] == int(info.iloc[0]["modal_layer"])]
-                    ax.plot(modal["layer"] / (n - 1), modal[f"{column}_mean"], marker="*",
-                            markersize=14, color=colour, markeredgecolor="black",
-                            linestyle="none")
-                    text = f"{model}: chosen layers {', '.join(map(str, chosen))}"
+                    line, = ax.plot(curve["depth"], mean, marker="o", markersize=3.5, **style)
+                    ax.fill_between(curve["depth"], low, high, color=style["color"], alpha=0.15)
+                    modal = curve["layers"] == curve["modal"]
+                    ax.plot(curve["depth"][modal], mean[modal], marker="*", markersize=14,
+                            color=style["color"], markeredgecolor="black", linestyle="none")
+                    text = f"{model}: chosen layers {', '.join(map(str, curve['chosen']))}"
                 lows += list(low)
                 highs += list(high)
                 if c == 0:
                     handles.append((line, text))
-            for wprobe in WEIGHTED_PROBES:
-                for model in run.models:
-                    hit = summary[(summary["model"] == model) & (summary["probe"] == wprobe)]
-                    if hit.empty or c == 0 or run.n_layers(model) == 1:
-                        continue
-                    value = hit.iloc[0][f"{metric}_mean"]
-                    line = ax.axhline(value, color=MODEL_COLOURS[model], linestyle=":",
+            if c == 1:
+                for model, wprobe, value in weighted:
+                    line = ax.axhline(value, color=MODEL_STYLES[model]["color"], linestyle=":",
                                       linewidth=1.8)
                     lows.append(value)
                     highs.append(value)
-                    if c == 1:
-                        handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
+                    handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
             if lows:
                 ax.set_ylim(*fitted_limits(lows, highs))
-            ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = first layer, 1 = last)",
+            ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = first, 1 = last)",
                    ylabel=label, title=f"{probe} probe: {label}")
-        axes[r][1].legend([h for h, _ in handles], [t for _, t in handles],
-                          loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
-                          title="★ modal chosen layer", frameon=False)
+        fig.legend([h for h, _ in handles], [t for _, t in handles], loc="upper center",
+                   bbox_to_anchor=(0.5, 0), ncol=2, fontsize="small", frameon=False,
+                   title="★ layer chosen in most rounds")
     fig.tight_layout()
-    show(fig, f"{dataset}-layers",
-         f"{dataset}: validation (left) and test (right) score by relative depth, mean over "
-         "rounds with 95% Nadeau-Bengio corrected t bands (none on a single split); look for where each model peaks and whether the validation "
-         "peak, where the layer is chosen, matches the test peak.",
+    show(fig, f"{dataset}-layers", layers.curve_caption(run, dataset),
          f"{dataset}: line charts of validation and test score against relative depth per model")
 
 
 def confusion_figure(predictions: pd.DataFrame, dataset: str, label: str) -> None:
-    classes, counts = an.confusion(predictions)
-    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    size = min(max(5, 0.55 * len(classes)), 14)
+    """The row-normalised confusion matrix; above the sub-matrix size, the most confused
+    classes, on a scale that the off-diagonal cells fill."""
+    classes, counts = errors.confusion(predictions)
+    shown, share = errors.most_confused(classes, counts)
+    off = share - np.diag(np.diag(share))
+    cut = len(shown) < len(classes)
+    top = 100 * max(float(off.max()), 0.01) if cut else 100
+    size = min(max(5, 0.42 * len(shown)), 10)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    sns.heatmap(100 * share, xticklabels=classes, yticklabels=classes, cmap="Greys", vmin=0,
-                vmax=100, annot=len(classes) <= 15, fmt=".0f", annot_kws={"fontsize": 8},
-                square=True, ax=ax, cbar_kws={"label": "percent of the true class"})
+    sns.heatmap(100 * share, xticklabels=shown, yticklabels=shown, cmap="Greys", vmin=0,
+                vmax=top, annot=len(shown) <= 15, fmt=".0f", annot_kws={"fontsize": 8},
+                square=True, ax=ax, cbar_kws={"label": "percent of the true class"
+                                              + (" (scale clipped)" if cut else "")})
     ax.set(xlabel="predicted class", ylabel="true class")
     ax.grid(False)
+    what = (f"the {len(shown)} most confused of its {len(classes)} classes (errors from and "
+            f"into them), shaded up to the largest off-diagonal share ({top:.0f}%) so that "
+            "confusions show; diagonal cells above it are black" if cut else
+            f"all {len(classes)} classes")
     show(fig, f"{dataset}-confusion",
-         f"Confusion matrix of {label} on {dataset}, rows normalised to the true class; "
-         "off-diagonal cells show which classes it mixes up.",
+         f"Confusion matrix of {label} on {dataset}, {what}; rows normalised to the true "
+         "class's test clips (seeds averaged).",
          f"{dataset}: heatmap of the row-normalised confusion matrix")
-
-
-def comparison_table(dataset: str) -> pd.DataFrame:
-    rows = run.comparisons[run.comparisons["dataset"] == dataset] if len(run.comparisons) \
-        else pd.DataFrame()
-    if rows.empty:
-        return rows
-    return pd.DataFrame({
-        "probe": rows["probe"], "comparison": rows["relation"],
-        "model a": rows["model_a"], "model b": rows["model_b"],
-        "a (%)": rows["mean_a"].map(an.percent), "b (%)": rows["mean_b"].map(an.percent),
-        "a − b (points)": (100 * rows["difference"]).map(lambda v: f"{v:+.1f}"),
-        "95% CI (points)": [an.percent_interval(lo, hi) for lo, hi in
-                            zip(rows["ci_low"], rows["ci_high"])],
-        "p (Holm)": rows["p_holm"].map(lambda v: an.sig(v, 2)),
-        "test": rows["test"] + ", n=" + rows["n"].astype(str),
-    })
 
 
 for dataset in run.datasets:
     display(Markdown(f"### {dataset}: results"))
     layer_figure(dataset)
-    compared = comparison_table(dataset)
+    compared = findings.comparison_table(run, dataset)
     if compared.empty:
         note("No paired comparison was run on this dataset.")
     else:
         folded(f"Paired comparisons on {dataset} ({len(compared)})", compared,
                f"{dataset}-comparisons")
-    best = an.best_row(run, dataset)
+    best = findings.best_row(run, dataset)
     predictions = run.predictions_of(dataset, best["model"], best["probe"])
     label = f"{best['model']} with the {best['probe']} probe"
     confusion_figure(predictions, dataset, label)
-    scores = an.class_report(predictions).reset_index()
-    folded(f"Per-class precision, recall and F1 of {label}", scores.assign(
-        **{c: scores[c].map(an.sig) for c in ("precision", "recall", "f1")}),
-        f"{dataset}-per-class")
-    note(f"Most confused class pairs of {label}:")
-    table(an.confused_pairs(predictions), f"{dataset}-confused-pairs")
+    scores = errors.class_report(predictions).reset_index()
+    folded(f"Per-class precision, recall and F1 of {label} (support in test clips)",
+           scores.assign(**{c: scores[c].map(sig) for c in ("precision", "recall", "f1",
+                                                             "seeds agree")}),
+           f"{dataset}-per-class")
+    note(f"Most confused class pairs of {label}, in test clips:")
+    table(errors.confused_pairs(predictions), f"{dataset}-confused-pairs")
 
 # %% [markdown]
 # ## Across tasks
@@ -397,47 +402,29 @@ for dataset in run.datasets:
 # the box marks the layer chosen in most rounds.
 
 # %%
-multi = [m for m in run.models if run.n_layers(m) > 1]
+grids = layers.across_tasks(run, LAYERED_PROBES[0]) if LAYERED_PROBES else {}
 if len(run.datasets) < 2:
     note("One dataset only: a comparison across tasks needs two or more.")
-elif not multi or not LAYERED_PROBES:
+elif not grids:
     note("No model with more than one layer was probed layer by layer.")
 else:
     probe = LAYERED_PROBES[0]
-    fig, axes = plt.subplots(len(multi), 1, figsize=(12, 0.55 * len(run.datasets) * len(multi)
-                                                      + 1.2 * len(multi)), squeeze=False)
-    gaps = {}
-    for model in multi:
-        grid, scores, boxes = [], [], []
-        for dataset in run.datasets:
-            metric = run.summary.loc[run.summary["dataset"] == dataset,
-                                     "headline_metric"].iloc[0]
-            part = run.layers[(run.layers["dataset"] == dataset) & (run.layers["model"] == model)
-                              & (run.layers["probe"] == probe) & (run.layers["layer"] >= 0)]
-            values = part.sort_values("layer")[f"{metric}_mean"].to_numpy()
-            grid.append(100 * (values - values.max()))
-            scores.append(100 * values)
-            info = run.summary[(run.summary["dataset"] == dataset)
-                               & (run.summary["model"] == model)
-                               & (run.summary["probe"] == probe)]
-            boxes.append(int(info.iloc[0]["modal_layer"]) if len(info) else None)
-        gaps[model] = (np.array(grid), np.array(scores), boxes)
-    floor = min(np.percentile(g[0], 10) for g in gaps.values())
-    floor = max(floor, -15.0)
-    for ax, model in zip(axes[:, 0], multi):
-        grid, scores, boxes = gaps[model]
-        sns.heatmap(grid, ax=ax, cmap="Greys", vmin=floor, vmax=0,
-                    annot=scores, fmt=".0f", annot_kws={"fontsize": 8},
-                    xticklabels=range(grid.shape[1]), yticklabels=run.datasets,
+    fig, axes = plt.subplots(len(grids), 1, figsize=(FIGURE_WIDTH, 0.55 * len(run.datasets)
+                                                      * len(grids) + 1.2 * len(grids)),
+                             squeeze=False)
+    floor = max(min(np.percentile(g["gaps"], 10) for g in grids.values()), -15.0)
+    for ax, (model, grid) in zip(axes[:, 0], grids.items()):
+        sns.heatmap(grid["gaps"], ax=ax, cmap="Greys", vmin=floor, vmax=0,
+                    annot=grid["scores"], fmt=".0f", annot_kws={"fontsize": 8},
+                    xticklabels=range(grid["gaps"].shape[1]), yticklabels=run.datasets,
                     cbar_kws={"label": "points below the best layer"})
-        for row, layer in enumerate(boxes):
+        for row, layer in enumerate(grid["boxes"]):
             if layer is not None:
                 for colour, width in (("white", 4), ("black", 1.8)):
                     ax.add_patch(Rectangle((layer, row), 1, 1, fill=False, edgecolor=colour,
                                            linewidth=width))
         ax.set(title=f"{model}, {probe} probe",
-               xlabel=f"layer (0 = {run.layer_names(model)[0]})",
-               ylabel="dataset")
+               xlabel=f"layer (0 = {run.layer_names(model)[0]})", ylabel="dataset")
         ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     show(fig, "layers-across-tasks",
@@ -451,10 +438,11 @@ else:
 #
 # Only the published numbers for the same task definition and checkpoint as one of this run's
 # rows, with how the protocols differ in probe and layer, split and test set, and class
-# balance. The full reference table is in Appendix B.
+# balance, and whether the dataset is comparable at all (its adapter's notes). The full
+# reference table is in Appendix B.
 
 # %%
-matched = an.reference_matches(run)
+matched = references.reference_matches(run)
 if matched.empty:
     note("No published number matches a task and checkpoint of this run.")
 else:
@@ -462,79 +450,83 @@ else:
     note(f"{len(matched)} published numbers match; {same} of them use the same probe type.")
     table(matched.drop(columns=["key"]), "reference-matches")
     note("How each matched protocol differs from this run's:")
-    table(an.protocol_differences(run, matched), "protocol-differences")
+    table(references.protocol_differences(run, matched), "protocol-differences")
 
 # %% [markdown]
 # ## Error analysis
 #
 # For the configuration best on validation of each dataset: a t-SNE map (at most 1000 test
-# clips) of the standardised features of the layer chosen in each clip's round, with the class in colour on
-# the left and the outcome as marker shape on the right (grey dot: right in every seed; open
-# circle: right in some; black cross: wrong in every seed); then the clips with the highest
-# loss.
+# clips) of the standardised features, at the layer its caption names; with at most 30 classes
+# the class in colour and marker on the left, and the outcome on the right (grey dot: right in
+# every seed; open circle: right in some; black cross: wrong in every seed). With more classes,
+# the map shows the outcome only, beside each class's share of right predictions, sorted.
+# Then the clips with the highest loss.
 
 # %%
+OUTCOMES = (("right in every seed", lambda s: s == 1, {"marker": "o", "color": "#b0b0b0", "s": 14}),
+            ("right in some seeds", lambda s: (s > 0) & (s < 1),
+             {"marker": "o", "facecolors": "none", "edgecolors": "#404040", "s": 22}),
+            ("wrong in every seed", lambda s: s == 0, {"marker": "x", "color": "black", "s": 22}))
+
 for dataset in run.datasets:
     display(Markdown(f"### {dataset}: errors"))
-    best = an.best_row(run, dataset)
+    best = findings.best_row(run, dataset)
     store = run.store(dataset, best["model"])
-    outcomes = an.clip_outcomes(run.predictions_of(dataset, best["model"], best["probe"]))
-    index = pd.Series(np.arange(len(store.meta)), index=store.meta["clip_id"])
-    layer = int(outcomes["layer"].mode().iloc[0])
-    features = an.layer_features(store, layer)[index[outcomes["clip_id"]].to_numpy()]
-    points, kept, method = an.embedding_2d(features)
-    where = ("all layers, weighted" if layer == an.ALL_LAYERS else
-             f"layer {layer}, the one chosen in most rounds")
-    shown = outcomes.iloc[kept]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    n_classes = shown["label"].nunique()
-    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=shown["label"].to_numpy(), s=18,
-                    palette="husl", legend=n_classes <= 20, ax=axes[0])
-    for outcome, mask, style in (
-            ("right in every seed", shown["share correct"] == 1,
-             {"marker": "o", "color": "#b0b0b0", "s": 14}),
-            ("right in some seeds", shown["share correct"].between(0, 1, inclusive="neither"),
-             {"marker": "o", "facecolors": "none", "edgecolors": "#404040", "s": 22}),
-            ("wrong in every seed", shown["share correct"] == 0,
-             {"marker": "x", "color": "black", "s": 22})):
-        axes[1].scatter(points[mask.to_numpy(), 0], points[mask.to_numpy(), 1], label=outcome,
-                        **style)
-    for ax, title in zip(axes, ["class", "outcome"]):
-        ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=title, xticks=[], yticks=[])
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize="small",
-                      frameon=False)
+    outcomes = errors.clip_outcomes(run.predictions_of(dataset, best["model"], best["probe"]))
+    mapped = embedding.feature_map(store, outcomes)
+    points, shown = mapped.points, mapped.outcomes
+    classes = sorted(shown["label"].unique())
+    by_class = len(classes) <= colours.MAX_CLASSES
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.6))
+    outcome_ax = axes[1] if by_class else axes[0]
+    if by_class:
+        for name, style in colours.class_styles(classes).items():
+            mask = (shown["label"] == name).to_numpy()
+            axes[0].scatter(points[mask, 0], points[mask, 1], s=16, label=name, **style)
+    for outcome, test, style in OUTCOMES:
+        mask = test(shown["share correct"]).to_numpy()
+        outcome_ax.scatter(points[mask, 0], points[mask, 1], label=outcome, **style)
+    for ax, title in zip(axes[: 2 if by_class else 1], ["class", "outcome"] if by_class
+                         else ["outcome"]):
+        ax.set(xlabel=f"{mapped.method} 1", ylabel=f"{mapped.method} 2", title=title,
+               xticks=[], yticks=[])
+        ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize="small", frameon=False,
+                  ncol=2 if by_class and ax is axes[0] and len(classes) > 15 else 1)
+    if not by_class:
+        recall = errors.class_recall(outcomes)
+        axes[1].plot(np.arange(len(recall)), 100 * recall.to_numpy(), color="#404040")
+        axes[1].text(0.97, 0.04, "lowest:\n" + "\n".join(
+            f"{name} {100 * value:.0f}%" for name, value in recall.head(8).items()),
+            transform=axes[1].transAxes, ha="right", va="bottom", fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "#bbbbbb"})
+        axes[1].set(xlabel=f"class, by share right (lowest first; {len(recall)} classes)",
+                    ylabel="right predictions (%)", title="per class, sorted")
     fig.tight_layout()
+    what = ("class (colour and marker) and outcome" if by_class else
+            f"outcome only ({len(classes)} classes are too many to tell apart by colour), "
+            "beside each class's share of right predictions, lowest first, the 8 lowest named")
     show(fig, f"{dataset}-embedding",
-         f"{dataset}: {method} of {len(kept)} test clips under {best['model']} "
-         f"({best['probe']} probe, {where}); errors that "
-         "cluster on the right inside one class region on the left point to a class-level "
-         "confusion rather than noise.",
-         f"{dataset}: {method} scatter plots by class and by outcome")
+         f"{dataset}: {mapped.method} of {len(shown)} test clips under {best['model']} "
+         f"({best['probe']} probe; features of {mapped.where}), by {what}. Errors that "
+         "cluster in one region point to a class-level confusion rather than noise.",
+         f"{dataset}: {mapped.method} scatter plots of test clips")
     note("Test clips with the highest loss:")
-    table(an.highest_loss(outcomes, store), f"{dataset}-highest-loss")
+    table(errors.highest_loss(outcomes, store), f"{dataset}-highest-loss")
 
 # %% [markdown]
 # ## Data audit
 #
 # What went into the probes: the class distribution per fold or split, clip durations, the clips
-# extraction padded, processed in windows or rejected (with reasons), and the notes the dataset
-# adapter wrote into the manifest.
+# extraction padded, processed in windows (longer than the window length recorded in each
+# model's feature store) or rejected (with reasons), and the notes the dataset adapter wrote
+# into the manifest.
 
 # %%
 for dataset in run.datasets:
     display(Markdown(f"### {dataset}: data"))
-    manifest = results.read_manifest(run.manifests[dataset])
-    folds = manifest["fold"].notna().all()
-    counts = pd.crosstab(manifest["label"], manifest["fold"].astype(int) if folds
-                         else manifest["split"])
-    if folds:
-        counts.columns = [f"fold {k}" for k in counts.columns]
-    else:
-        counts = counts.reindex(columns=[s for s in ("train", "valid", "test")
-                                         if s in counts.columns])
+    counts = audit.class_counts(run, dataset)
     meta = run.store(dataset, run.models[0]).meta
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, min(0.25 * len(counts), 14))),
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, max(3.2, min(0.25 * len(counts), 14))),
                              width_ratios=[1.3, 1])
     counts.plot.barh(stacked=True, ax=axes[0], width=0.8, edgecolor="white", linewidth=0.3,
                      color=[plt.cm.Greys(v) for v in np.linspace(0.3, 0.95, counts.shape[1])])
@@ -547,11 +539,11 @@ for dataset in run.datasets:
     axes[1].set(xlabel="clip duration (s)", ylabel="clips", title="duration of the kept clips")
     fig.tight_layout()
     show(fig, f"{dataset}-data",
-         f"{dataset}: {len(manifest)} clips in {len(counts)} classes; check that every fold or "
-         "split holds every class and that no duration dominates.",
+         f"{dataset}: {int(counts.to_numpy().sum())} clips in {len(counts)} classes; check that "
+         "every fold or split holds every class and that no duration dominates.",
          f"{dataset}: stacked bars of clips per class and fold, histogram of durations")
-    table(an.audit_table(run, dataset), f"{dataset}-audit")
-    reasons = an.rejection_reasons(run, dataset)
+    table(audit.audit_table(run, dataset), f"{dataset}-audit")
+    reasons = audit.rejection_reasons(run, dataset)
     note("No clip was rejected by any model's extraction." if reasons.empty else
          "Rejected clips by reason:")
     if not reasons.empty:
@@ -566,21 +558,25 @@ for dataset in run.datasets:
 # ## Cost
 #
 # Wall time and peak memory per rule from Snakemake's benchmark files (sum and longest job); for
-# extraction, the throughput in clips and in seconds of audio per second of wall time.
+# extraction, one row per model with its throughput in clips and in seconds of audio per second
+# of its jobs' wall time.
 
 # %%
-cost = an.cost_table(run)
-total = cost["total wall time (s)"].sum()
-note(f"{len(run.jobs)} jobs, {an.duration(total)} ({an.sig(total)} s) of wall time in all "
-     "(the report itself excluded).")
-table(cost.assign(**{c: cost[c].map(an.sig) for c in cost.columns
-                     if c not in ("rule", "jobs")}), "cost")
-fig, ax = plt.subplots(figsize=(9, 0.45 * len(cost) + 1.2))
-ordered = cost.sort_values("total wall time (s)")
-ax.barh(ordered["rule"], ordered["total wall time (s)"], color="#6c757d")
+spent = cost.cost_table(run)
+elapsed = cost.times(run)
+note(f"{len(run.jobs)} jobs. Elapsed (first job's start to last job's end): "
+     f"{duration(elapsed['elapsed'])} ({sig(elapsed['elapsed'])} s). Summed job wall time: "
+     f"{duration(elapsed['summed'])} ({sig(elapsed['summed'])} s); more than elapsed where "
+     "jobs ran in parallel. The report itself is excluded.")
+table(spent.assign(**{c: spent[c].map(sig) for c in spent.columns
+                      if c not in ("rule", "model", "jobs")}), "cost")
+fig, ax = plt.subplots(figsize=(8, 0.4 * len(spent) + 1.2))
+ordered = spent.sort_values("total wall time (s)")
+ax.barh([f"{r} ({m})" if m != "–" else r for r, m in zip(ordered["rule"], ordered["model"])],
+        ordered["total wall time (s)"], color="#6c757d")
 ax.set(xlabel="total wall time (s)", ylabel="rule")
-show(fig, "cost", "Total wall time per rule; the longest bar is where speed-ups pay off.",
-     "bar chart of the total wall time of every rule")
+show(fig, "cost", "Total wall time per rule (extraction per model); the longest bar is where "
+     "speed-ups pay off.", "bar chart of the total wall time of every rule")
 
 # %% [markdown]
 # ## Appendix A: Run details
@@ -590,28 +586,17 @@ show(fig, "cost", "Total wall time per rule; the longest bar is where speed-ups 
 # The host that rendered this page is named separately at the end.
 
 # %%
-commit = results.git_commit(run.workflow)
-protocol = run.config.get("protocol", {})
-table(pd.DataFrame([
-    {"item": "workflow commit", "value": commit or "not a git checkout"},
-    {"item": "seeds per round", "value": protocol.get("seeds", "–")},
-    {"item": "learning rates searched", "value": ", ".join(map(str, protocol.get(
-        "learning_rates", [])))},
-    {"item": "weight decays searched", "value": ", ".join(map(str, protocol.get(
-        "weight_decays", [])))},
-    {"item": "max epochs (patience)",
-     "value": f"{protocol.get('max_epochs', '–')} ({protocol.get('patience', '–')})"},
-]), "run-facts")
+table(setup.run_facts(run, results.git_commit(run.workflow)), "run-facts")
 display(HTML("<details><summary>Configuration as run (YAML)</summary><pre class='config'>"
              + html.escape(yaml.safe_dump(run.config, sort_keys=False)) + "</pre></details>"))
-hyper = an.chosen_hyperparameters(run)
+hyper, counted = setup.chosen_hyperparameters(run)
 if not hyper.empty:
-    folded(f"Hyperparameters chosen on validation per round ({len(hyper)} rounds)",
-           hyper.assign(**{c: hyper[c].map(an.sig) for c in ("val. accuracy",) if c in hyper}),
+    folded(f"Hyperparameters chosen on validation ({counted})",
+           hyper.assign(**{c: hyper[c].map(sig) for c in ("val. accuracy",) if c in hyper}),
            "chosen-hyperparameters")
 note("Software and hardware of the jobs, from the run details each job logged at its start "
      "(one row per rule and environment):")
-table(an.job_environments(run), "job-environments")
+table(setup.job_environments(run), "job-environments")
 host = run_details()
 table(pd.DataFrame([
     {"item": "rendered", "value": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")},
@@ -629,7 +614,7 @@ table(pd.DataFrame([
 # balance and probe agree.
 
 # %%
-appendix = an.reference_appendix(run.references)
+appendix = references.reference_appendix(run)
 appendix["link"] = appendix["link"].map(
     lambda u: f'<a href="{html.escape(u)}" rel="noreferrer">{html.escape(u)}</a>' if u else "–")
 display(HTML('<div class="table-wrap">' + appendix.to_html(

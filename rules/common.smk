@@ -376,6 +376,7 @@ def workflow_jobs():
                 {
                     "rule": each.name,
                     "job": "/".join(str(v) for v in values.values()) or each.name,
+                    "wildcards": {key: str(value) for key, value in values.items()},
                     "benchmark": expand(benchmark, **values)[0],
                     "log": expand(log, **values)[0],
                 }
@@ -391,6 +392,20 @@ def keyed(pattern, **values):
         | {"path": expand(str(pattern), **dict(zip(names, combination)))[0]}
         for combination in itertools.product(*values.values())
     ]
+
+
+def table_keys():
+    """The predictions and manifests of the summary and comparisons, keyed by dataset, model
+    and probe (the inputs of the same names, in records)."""
+    return {
+        "predictions": keyed(
+            "results/predictions/{dataset}/{model}/{probe}.csv",
+            dataset=DATASETS,
+            model=MODELS,
+            probe=PROBES,
+        ),
+        "manifests": keyed("results/manifests/{dataset}.csv", dataset=DATASETS),
+    }
 
 
 def report_files(wildcards):

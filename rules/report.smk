@@ -6,6 +6,8 @@ rule report:
         comparisons=rules.comparisons.output.comparisons,
         runs=rules.summary.output.runs,
         references="report/reference_results.csv",
+        reference_models="report/reference_models.csv",
+        protocols="report/reference_protocols.csv",
         source="report/page.py",
     output:
         html=report(

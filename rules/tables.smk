@@ -28,6 +28,8 @@ rule summary:
         "benchmarks/summary/summary.tsv"
     conda:
         "../envs/audioprobe.yaml"
+    params:
+        keyed=table_keys(),
     script:
         "../scripts/summary.py"
 
@@ -52,5 +54,6 @@ rule comparisons:
         "../envs/audioprobe.yaml"
     params:
         models=config["models"],
+        keyed=table_keys(),
     script:
         "../scripts/comparisons.py"

@@ -10,7 +10,9 @@ from audioprobe.tables import compare, read_inputs, read_table
 
 to_file(snakemake.log[0])
 runs, predictions, manifests = read_inputs(
-    [snakemake.input.runs], snakemake.input.predictions, snakemake.input.manifests
+    [snakemake.input.runs],
+    snakemake.params.keyed["predictions"],
+    snakemake.params.keyed["manifests"],
 )
 summary = read_table(snakemake.input.summary)
 compare(

@@ -10,14 +10,15 @@ torch_env.apply()
 
 import torch
 
+from audioprobe import manifest
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import read_card
 from audioprobe.features.store import open_store
 from audioprobe.joblog import to_file
-from audioprobe.probes.label import extraction_settings
+from audioprobe.probes import saved
 from audioprobe.probes.run import probe_store
 from audioprobe.settings import ProtocolSettings
-from audioprobe.tables import read_manifest, selection_metric
+from audioprobe.tables import selection_metric
 
 to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -31,12 +32,11 @@ runs, predictions, probes = probe_store(
     snakemake.params.spec,
     ProtocolSettings.from_config(snakemake.params.protocol),
     metric=selection_metric(
-        snakemake.params.selection, read_manifest(snakemake.input.manifest)
+        snakemake.params.selection, manifest.read(snakemake.input.manifest)
     ),
 )
 runs.insert(0, "model", snakemake.wildcards.model)
 runs.insert(0, "dataset", snakemake.wildcards.dataset)
 runs.to_csv(snakemake.output.runs, index=False)
 predictions.to_csv(snakemake.output.predictions, index=False)
-torch.save(probes | {"card": read_card(snakemake.input.card),
-                     "extraction": extraction_settings(store.attrs)}, snakemake.output.probes)
+saved.write(snakemake.output.probes, probes, read_card(snakemake.input.card), store.attrs)

@@ -10,7 +10,9 @@ from audioprobe.tables import layer_curves, read_inputs, summarize
 
 to_file(snakemake.log[0])
 runs, predictions, manifests = read_inputs(
-    snakemake.input.runs, snakemake.input.predictions, snakemake.input.manifests
+    snakemake.input.runs,
+    snakemake.params.keyed["predictions"],
+    snakemake.params.keyed["manifests"],
 )
 runs.to_csv(snakemake.output.runs, index=False)
 summarize(runs, **manifests, predictions=predictions).to_csv(

@@ -15,7 +15,8 @@ from audioprobe import manifest
 from audioprobe.features.families import load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
-from audioprobe.probes.label import _predict, extraction_settings, features, label
+from audioprobe.probes.label import _predict, features, label
+from audioprobe.probes.saved import extraction_settings
 from audioprobe.probes.run import probe_store
 from audioprobe.settings import ExtractionSettings, ProtocolSettings
 

@@ -20,7 +20,8 @@ from audioprobe.probes.splits import rounds
 from audioprobe.probes.train import Architecture, Member, fit_predict
 from audioprobe.settings import ProtocolSettings
 from audioprobe.errors import AudioprobeError
-from audioprobe.tables import ALL_LAYERS, layer_curves, selection_metric, summarize
+from audioprobe.probes import ALL_LAYERS
+from audioprobe.tables import layer_curves, selection_metric, summarize
 
 PROTOCOL = ProtocolSettings.from_config(
     {"seeds": 2, "learning_rates": [0.001, 0.01], "weight_decays": [0.0, 0.01],

@@ -22,7 +22,6 @@ import torch
 import yaml
 
 from audioprobe import manifest
-from audioprobe.analysis import comparisons_of
 from audioprobe.datasets import build_manifest
 from audioprobe.errors import AudioprobeError
 from audioprobe.features import extract as extract_module
@@ -32,6 +31,7 @@ from audioprobe.features.families import fetch, load_encoder
 from audioprobe.features.families.logmel import LogMelEncoder
 from audioprobe.features.store import merge, open_store
 from audioprobe.probes.label import label
+from audioprobe.report.findings import comparisons_of
 from audioprobe.results import read_table
 from audioprobe.settings import ExtractionSettings
 from tests.conftest import REPO, copy_workflow, snakemake

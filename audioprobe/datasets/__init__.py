@@ -67,3 +67,12 @@ def with_defaults(adapter: str, options: dict | None) -> dict[str, Any]:
         for name, parameter in inspect.signature(ADAPTERS[adapter]).parameters.items()
         if name != "root"
     }
+
+
+def reference_task(adapter: str, options: dict | None) -> str | None:
+    """The task name of a dataset's published numbers (``report/reference_results.csv``):
+    its adapter module's ``reference_task`` given the options with their defaults; None when
+    the adapter has none or no published number covers these options."""
+    module = inspect.getmodule(ADAPTERS[adapter])
+    task = getattr(module, "reference_task", None)
+    return task(**with_defaults(adapter, options)) if task else None

@@ -43,6 +43,11 @@ ARCHIVES = [
 ]
 
 
+def reference_task(subset: str = "esc50", **_) -> str | None:
+    """The task name of this dataset's published numbers (``report/reference_results.csv``)."""
+    return {"esc50": "ESC-50", "esc10": "ESC-10"}.get(subset)
+
+
 def build(root: Path, subset: Subset = "esc50") -> pd.DataFrame:
     """Read ESC-50 (or its ESC-10 subset) at ``root`` into a manifest with the 5 official folds."""
     if subset not in SUBSETS:

@@ -62,6 +62,11 @@ ARCHIVES = [
 ]
 
 
+def reference_task(task: str = "cycles", **_) -> str | None:
+    """The task name of this dataset's published numbers (``report/reference_results.csv``)."""
+    return "ICBHI 2017 cycles (4 classes)" if task == "cycles" else None
+
+
 def build(root: Path, task: Task = "cycles", patient_disjoint: bool = False,
           label: RecordingLabel = "annotations") -> pd.DataFrame:
     """Read ICBHI 2017 at ``root`` into a manifest of cycles or of recordings."""

@@ -69,6 +69,11 @@ ARCHIVES = [
 ]
 
 
+def reference_task(**_) -> str:
+    """The task name of this dataset's published numbers (``report/reference_results.csv``)."""
+    return "LibriSpeech speaker ID"
+
+
 def build(root: Path, subset: Subset = "train-clean-100",
           split: Split = "utterances") -> pd.DataFrame:
     """Read one LibriSpeech subset into a speaker-ID manifest, split as the module doc says."""

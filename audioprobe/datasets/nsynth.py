@@ -52,6 +52,11 @@ ARCHIVES = [
 ]
 
 
+def reference_task(label: str = "instrument_family_str", **_) -> str | None:
+    """The task name of this dataset's published numbers (``report/reference_results.csv``)."""
+    return "NSynth instrument family" if label == "instrument_family_str" else None
+
+
 def build(root: Path, label: str = "instrument_family_str") -> pd.DataFrame:
     """Read NSynth at ``root`` into a manifest with the official splits, labelled by ``label``."""
     table = pd.DataFrame(

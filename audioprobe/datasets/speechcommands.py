@@ -94,6 +94,13 @@ ARCHIVES = [
 ]
 
 
+def reference_task(version: int = 2, task: str = "words", **_) -> str | None:
+    """The task name of this dataset's published numbers (``report/reference_results.csv``)."""
+    return {(1, "words"): "Speech Commands v1 (30)", (2, "words"): "Speech Commands v2 (35)",
+            (1, "12"): "Speech Commands v1 (12)", (2, "12"): "Speech Commands v2 (12)",
+            }.get((int(version), str(task)))
+
+
 def build(root: Path, version: Literal[1, 2] = 2, task: Task = "words",
           official_test: bool = False) -> pd.DataFrame:
     """Read Speech Commands v0.0<version> at ``root`` into a manifest with the official splits."""

@@ -32,6 +32,11 @@ ARCHIVES = [
 ]
 
 
+def reference_task(**_) -> str:
+    """The task name of this dataset's published numbers (``report/reference_results.csv``)."""
+    return "UrbanSound8K"
+
+
 def build(root: Path) -> pd.DataFrame:
     """Read UrbanSound8K at ``root`` into a manifest with the 10 official folds."""
     table = read_table(root / "metadata" / "UrbanSound8K.csv", "UrbanSound8K", COLUMNS,

@@ -1,11 +1,9 @@
 """Label new audio files with a trained probe: top-k classes and their probabilities.
 
-The probe file (``results/probes/{dataset}/{model}/{probe}.pt``) holds the model card, the
-extraction settings the probe's features were made with (``extraction``: pooling, window length
-``max_seconds``, clip limit ``max_clip_seconds``, precision; read from the feature store) and one
-trained probe per evaluation round, each with the layer its round chose on validation. New files
-are extracted with those settings; every round's probe reads its own layer and their
-probabilities are averaged.
+The probe file (``probes/saved.py``) holds the model card, the extraction settings the probe's
+features were made with and one trained probe per evaluation round, each with the layer its
+round chose on validation. New files are extracted with those settings; every round's probe
+reads its own layer and their probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -18,22 +16,12 @@ import pandas as pd
 import torch
 
 from audioprobe import manifest
-from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import load_encoder
 from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
+from audioprobe.probes import ALL_LAYERS, saved
 from audioprobe.settings import ExtractionSettings
-from audioprobe.tables import ALL_LAYERS
 from audioprobe.probes.train import Architecture, Member, StackedProbe
-
-
-SETTINGS = ("pooling", "max_seconds", "max_clip_seconds", "precision")
-
-
-def extraction_settings(attrs: dict) -> dict:
-    """The ``extract()`` settings a feature store was made with, from its attributes."""
-    return {key: attrs[key].item() if hasattr(attrs[key], "item") else attrs[key]
-            for key in SETTINGS if key in attrs}
 
 
 def features(paths: list[str], probes: dict
@@ -56,32 +44,10 @@ def features(paths: list[str], probes: dict
     return values, kept, rejected
 
 
-PROBE_KEYS = {"card", "rounds", "classes", "architecture"}
-
-
-def read_probe(probe_file: str | Path) -> dict:
-    """The trained probes of a probe file, or AudioprobeError in one line for a path that is
-    not one (missing, a folder, a CSV, another program's checkpoint)."""
-    path = Path(probe_file)
-    what = "results/probes/{dataset}/{model}/{probe}.pt"
-    if not path.is_file():
-        raise AudioprobeError(f"{path}: {'a folder' if path.is_dir() else 'no such file'}, "
-                              f"not a probe file ({what})")
-    try:
-        probes = torch.load(path, weights_only=True)
-    except Exception as exc:  # torch raises several types for files that are not its own
-        raise AudioprobeError(f"{path}: not a probe file ({what}): {exc.__class__.__name__}"
-                              ) from None
-    if not isinstance(probes, dict) or not PROBE_KEYS <= set(probes):
-        raise AudioprobeError(f"{path}: not a probe file of audioprobe ({what}); it holds no "
-                              "trained probes with their model card")
-    return probes
-
-
 def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFrame:
     """One row per file and rank: file, rank, class, probability (or the reason it was skipped).
     The probe's model is loaded from its card, refused when its weights changed since."""
-    probes = read_probe(probe_file)
+    probes = saved.read(probe_file)
     values, kept, rejected = features(paths, probes)
     rows = []
     if len(kept):  # none when every file was skipped

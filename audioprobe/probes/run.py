@@ -30,7 +30,7 @@ from audioprobe.probes.metrics import scores
 from audioprobe.probes.splits import Round, rounds
 from audioprobe.probes.train import Architecture, Fit, Member, fit_predict, member_state
 from audioprobe.settings import ProtocolSettings, probe_spec
-from audioprobe.tables import ALL_LAYERS
+from audioprobe.probes import ALL_LAYERS
 
 log = logging.getLogger(__name__)
 

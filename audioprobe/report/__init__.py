@@ -1,0 +1,1 @@
+"""What the report says, one module per section; ``report/page.py`` lays it out."""
