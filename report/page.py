@@ -635,3 +635,50 @@ appendix["link"] = appendix["link"].map(
 display(HTML('<div class="table-wrap">' + appendix.to_html(
     index=False, border=0, table_id="references", classes="dataframe", escape=False,
     formatters={c: html.escape for c in appendix.columns if c != "link"}) + "</div>"))
+
+# %% [markdown]
+# ## Learned layer weights
+#
+# The weighted probe mixes all layers with learned softmax weights (as in SUPERB). Bars: each
+# layer's weight, averaged over seeds within a round and then over rounds; whiskers: the
+# smallest and largest round; dots: the rounds; dashed: uniform weights. Weights say where the
+# probe reads, not how much a layer alone knows (the layer-wise probes say that), and layers of
+# larger scale can take less weight for the same contribution.
+
+# %%
+from audioprobe.report import layer_weights as lw
+
+weights = run.keyed_table(run.layer_weights)
+if weights.empty:
+    note("No weighted probe in this run (add one of `kind: weighted` to `probes`).")
+else:
+    names = {m: run.layer_names(m) for m in run.models}
+    for dataset in [d for d in run.datasets if lw.multi_layer(weights, d)]:
+        show(lw.figure(weights, dataset, MODEL_COLOURS, names), f"layer-weights-{dataset}",
+             f"{dataset}: learned layer weights of the weighted probe, mean over rounds with "
+             "their range.", f"bar charts of the layer weights on {dataset}, one per model")
+    table(lw.entropy_table(weights), "layer-weights")
+
+# %% [markdown]
+# ## Probe training curves
+#
+# The validation (solid) and training (dotted) loss, epoch by epoch, of every round's chosen
+# probe (seed 0, at the chosen grid point and layer); the dot marks the checkpoint kept. Red: a
+# round that stopped at `max_epochs` (it may still have been learning: raise `max_epochs`) or
+# whose best epoch was the first (the learning rate may be too high, or the features carry
+# nothing the probe can use).
+
+# %%
+from audioprobe.report import training_curves as tc
+
+curves = run.keyed_table(run.curves)
+if not curves.empty:
+    flags = tc.flag_table(curves)
+    flagged = flags[(flags["stopped at max_epochs"] > 0) | (flags["best at first epoch"] > 0)]
+    note(f"{len(flagged)} of {len(flags)} dataset × model × probe combinations have a flagged "
+         "round." if len(flagged) else "No round stopped at `max_epochs` or at its first epoch.")
+    for dataset in [d for d in run.datasets if d in set(curves["dataset"])]:
+        show(tc.figure(curves, dataset, MODEL_COLOURS), f"training-curves-{dataset}",
+             f"{dataset}: loss per epoch of each round's chosen probe (red: flagged).",
+             f"small multiples of training and validation loss on {dataset}")
+    folded(f"Epochs of the chosen probes ({len(flags)} combinations)", flags, "training-flags")

@@ -433,6 +433,15 @@ def report_files(wildcards):
         "predictions": keyed(
             rules.probe.output.predictions, dataset=DATASETS, model=MODELS, probe=PROBES
         ),
+        "curves": keyed(
+            rules.probe.output.curves, dataset=DATASETS, model=MODELS, probe=PROBES
+        ),
+        "layer_weights": keyed(
+            rules.probe.output.layer_weights,
+            dataset=DATASETS,
+            model=MODELS,
+            probe=PROBES,
+        ),
         "stores": keyed(merged.store, dataset=DATASETS, model=MODELS),
         "rejected": keyed(merged.rejected, dataset=DATASETS, model=MODELS),
         "manifests": keyed(manifest.manifest, dataset=DATASETS),
@@ -448,7 +457,15 @@ def report_inputs(wildcards):
     files = report_files(wildcards)
     inputs = {
         name: [record["path"] for record in files[name]]
-        for name in ("predictions", "stores", "rejected", "manifests", "cards")
+        for name in (
+            "predictions",
+            "curves",
+            "layer_weights",
+            "stores",
+            "rejected",
+            "manifests",
+            "cards",
+        )
     }
     if hasattr(rules.manifest.output, "notes"):
         inputs["notes"] = [record["path"] for record in files["notes"]]

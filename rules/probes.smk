@@ -7,6 +7,8 @@ rule probe:
         runs="results/probes/{dataset}/{model}/{probe}.csv",
         predictions="results/predictions/{dataset}/{model}/{probe}.csv",
         probes="results/probes/{dataset}/{model}/{probe}.pt",
+        curves="results/probes/{dataset}/{model}/{probe}.curves.csv",
+        layer_weights="results/probes/{dataset}/{model}/{probe}.layer_weights.csv",
     log:
         "logs/probe/{dataset}/{model}/{probe}.log",
     benchmark:
