@@ -21,6 +21,7 @@ localrules:
     fetch_model,
     summary,
     comparisons,
+    label_efficiency,
 
 
 rule all:

@@ -682,3 +682,26 @@ if not curves.empty:
              f"{dataset}: loss per epoch of each round's chosen probe (red: flagged).",
              f"small multiples of training and validation loss on {dataset}")
     folded(f"Epochs of the chosen probes ({len(flags)} combinations)", flags, "training-flags")
+
+# %% [markdown]
+# ## Label efficiency
+#
+# How much labelled data does a representation need? Each probe listed under
+# `label_efficiency` is trained again on nested fractions of every round's training clips
+# (whole groups, at least one clip of every class), with validation and test whole and every
+# choice made per round on validation, on the same feature stores. Points: mean over rounds at
+# each round's chosen layer; bands and brackets: the 95% interval of the summary table (over
+# rounds; on a single split, over test groups with the probe held fixed).
+
+# %%
+from audioprobe.report import label_efficiency as le
+
+if run.label_efficiency.empty:
+    note("No label-efficiency run (set `label_efficiency.probes`).")
+else:
+    for dataset in [d for d in run.datasets if d in set(run.label_efficiency["dataset"])]:
+        show(le.figure(run.label_efficiency, dataset, MODEL_COLOURS),
+             f"label-efficiency-{dataset}",
+             f"{dataset}: test score against the fraction of training clips, 95% intervals.",
+             f"line chart of test score against training fraction on {dataset}")
+    table(le.table(run.label_efficiency), "label-efficiency")

@@ -88,6 +88,24 @@ PROBES = sorted(config["probes"])
 SHARD_SIZE = config["extraction"]["shard_size"]
 
 
+def label_efficiency_probes():
+    """The probes trained on fractions of the training clips: those named under
+    label_efficiency.probes, by default every linear probe."""
+    named = config["label_efficiency"]["probes"]
+    if named is None:
+        return [p for p in PROBES if config["probes"][p]["kind"] == "linear"]
+    unknown = sorted(set(named) - set(PROBES))
+    if unknown:
+        raise WorkflowError(
+            f"config: label_efficiency.probes: {', '.join(unknown)} is not a probe "
+            f"(probes: {', '.join(PROBES)})"
+        )
+    return sorted(set(named))
+
+
+LABEL_EFFICIENCY_PROBES = label_efficiency_probes()
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_-]+",
     model=r"[A-Za-z0-9_-]+",
@@ -328,6 +346,29 @@ def all_predictions():
     )
 
 
+def label_efficiency_files(kind):
+    """The fraction runs or predictions of every dataset, model and label-efficiency probe
+    (none when every fraction is 1: the probe jobs have those)."""
+    if all(f >= 1 for f in config["label_efficiency"]["fractions"]):
+        return []
+    return expand(
+        f"results/label_efficiency/{kind}/{{dataset}}/{{model}}/{{probe}}.csv",
+        dataset=DATASETS,
+        model=MODELS,
+        probe=LABEL_EFFICIENCY_PROBES,
+    )
+
+
+def label_efficiency_full(kind):
+    """The probe jobs' own runs or predictions (fraction 1) of the label-efficiency probes."""
+    return expand(
+        f"results/{kind}/{{dataset}}/{{model}}/{{probe}}.csv",
+        dataset=DATASETS,
+        model=MODELS,
+        probe=LABEL_EFFICIENCY_PROBES,
+    )
+
+
 def all_manifests():
     return expand("results/manifests/{dataset}.csv", dataset=DATASETS)
 
@@ -363,6 +404,8 @@ REPORTED_RULES = {
     "probe",
     "summary",
     "comparisons",
+    "label_efficiency_probe",
+    "label_efficiency",
     "report",
 }
 
@@ -405,8 +448,16 @@ def workflow_jobs():
         for m in MODELS
         for p in PROBES
     ]
+    if label_efficiency_files("runs"):
+        jobs += [
+            job_record("label_efficiency_probe", dataset=d, model=m, probe=p)
+            for d in DATASETS
+            for m in MODELS
+            for p in LABEL_EFFICIENCY_PROBES
+        ]
     jobs.append(job_record("summary"))
     jobs.append(job_record("comparisons"))
+    jobs.append(job_record("label_efficiency"))
     return list({job["benchmark"]: job for job in jobs}.values())
 
 

@@ -27,3 +27,31 @@ rule probe:
         ),
     script:
         "../scripts/probe.py"
+
+
+rule label_efficiency_probe:
+    input:
+        store="results/features/{dataset}/{model}.h5",
+        manifest="results/manifests/{dataset}.csv",
+    output:
+        runs="results/label_efficiency/runs/{dataset}/{model}/{probe}.csv",
+        predictions="results/label_efficiency/predictions/{dataset}/{model}/{probe}.csv",
+    log:
+        "logs/label_efficiency_probe/{dataset}/{model}/{probe}.log",
+    benchmark:
+        "benchmarks/label_efficiency_probe/{dataset}/{model}/{probe}.tsv"
+    conda:
+        "../envs/audioprobe.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        spec=lambda wildcards: config_of(f"probes/{wildcards.probe}"),
+        protocol=canonical(config["protocol"]),
+        selection=lambda wildcards: lookup(
+            dpath=f"datasets/{wildcards.dataset}/selection", within=config
+        ),
+        fractions=sorted(config["label_efficiency"]["fractions"]),
+    script:
+        "../scripts/label_efficiency_probe.py"

@@ -47,3 +47,24 @@ rule comparisons:
         models=canonical(config["models"]),
     script:
         "../scripts/comparisons.py"
+
+
+rule label_efficiency:
+    input:
+        runs=label_efficiency_full("probes"),
+        predictions=label_efficiency_full("predictions"),
+        fraction_runs=label_efficiency_files("runs"),
+        fraction_predictions=label_efficiency_files("predictions"),
+        manifests=all_manifests(),
+    output:
+        table="results/tables/label_efficiency.csv",
+    log:
+        "logs/label_efficiency/label_efficiency.log",
+    benchmark:
+        "benchmarks/label_efficiency/label_efficiency.tsv"
+    conda:
+        "../envs/audioprobe.yaml"
+    params:
+        fractions=sorted(config["label_efficiency"]["fractions"]),
+    script:
+        "../scripts/label_efficiency.py"

@@ -12,6 +12,8 @@ from audioprobe.rendering import render
 to_file(snakemake.log[0])
 files = dict(snakemake.params.files) | {
     name: snakemake.input[name]
-    for name in ("summary", "layers", "comparisons", "runs", "references")
+    for name in (
+        "summary", "layers", "comparisons", "runs", "label_efficiency", "references"
+    )
 } | {"figures": snakemake.output.figures}
 render(Path(snakemake.input.source), Path(snakemake.output.html), files, snakemake.params.config)

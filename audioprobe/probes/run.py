@@ -28,6 +28,7 @@ from audioprobe.features.extract import resolve_device
 from audioprobe.features.store import Store
 from audioprobe.probes.metrics import scores
 from audioprobe.probes.splits import Round, rounds
+from audioprobe.probes.subsets import fraction_rounds
 from audioprobe.probes.train import Architecture, Fit, Member, fit_predict, member_state
 from audioprobe.settings import ProtocolSettings, probe_spec
 from audioprobe.tables import ALL_LAYERS
@@ -85,10 +86,10 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings
 
 def probe_all(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
               device: str = "cpu", metric: str = "accuracy",
-              train_subset: Callable[[Round], Round] | None = None) -> Probed:
-    """Probe every layer of ``store`` in every evaluation round. Epochs, grid points and layers
-    are selected on the validation ``metric`` (a score of ``probes.metrics.scores``).
-    ``train_subset`` narrows each round's training clips (validation and test stay whole)."""
+              evaluation: list[Round] | None = None) -> Probed:
+    """Probe every layer of ``store`` in every evaluation round (``evaluation``, default the
+    store's ``splits.rounds``). Epochs, grid points and layers are selected on the validation
+    ``metric`` (a score of ``probes.metrics.scores``)."""
     classes = list(store.attrs["classes"])
     y = store.meta["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     arch = architecture(spec)
@@ -98,7 +99,7 @@ def probe_all(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
         metric=metric, classes=classes)
     grid = list(itertools.product(protocol.learning_rates, protocol.weight_decays))
     runs, test_proba, trained, curves, mixes = [], {}, {}, {}, []
-    evaluation = [train_subset(r) if train_subset else r for r in rounds(store.meta)]
+    evaluation = rounds(store.meta) if evaluation is None else evaluation
     for chunk in layer_groups(store, arch, len(y)):
         features = np.stack([store.layer(k) for k in chunk])
         names = [ALL_LAYERS] if arch.weighted else chunk  # the layer value of each group
@@ -169,6 +170,24 @@ def curve_of(fit: Fit, member: int) -> pd.DataFrame:
     frame = pd.DataFrame({name: values[:, member] for name, values in fit.history.items()})
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return frame.dropna().assign(chosen_epoch=int(fit.epochs[member]))
+
+
+def probe_fractions(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
+                    fractions: list[float], device: str = "cpu", metric: str = "accuracy"
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs and test predictions (with a ``fraction`` column) of the probe trained on nested
+    fractions below 1 of each round's training clips (``subsets.fraction_rounds``); validation
+    and test clips stay whole and every choice is made per round on validation, as in
+    :func:`probe_all`. Fraction 1 is the probe job itself and is not repeated here."""
+    below = sorted(f for f in fractions if f < 1)
+    runs, predictions = [], []
+    for fraction, evaluation in fraction_rounds(store.meta, rounds(store.meta), below).items():
+        probed = probe_all(store, probe, spec, protocol, device, metric, evaluation)
+        runs.append(probed.runs.assign(fraction=fraction))
+        predictions.append(probed.predictions.assign(fraction=fraction))
+    if not runs:
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.concat(runs, ignore_index=True), pd.concat(predictions, ignore_index=True)
 
 
 def layer_groups(store: Store, arch: Architecture, n_clips: int) -> list[list[int]]:
