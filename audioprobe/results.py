@@ -37,6 +37,7 @@ class Run:
     curves: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     layer_weights: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     stores: dict[tuple[str, str], Path] = field(default_factory=dict)
+    similarity: dict[str, Path] = field(default_factory=dict)
     rejected: dict[tuple[str, str], Path] = field(default_factory=dict)
     manifests: dict[str, Path] = field(default_factory=dict)
     notes: dict[str, dict] = field(default_factory=dict)
@@ -158,6 +159,7 @@ def load(environ: dict | None = None) -> Run:
         curves=_keyed(files.get("curves", []), "dataset", "model", "probe"),
         layer_weights=_keyed(files.get("layer_weights", []), "dataset", "model", "probe"),
         stores=_keyed(files.get("stores", []), "dataset", "model"),
+        similarity=_keyed(files.get("similarity", []), "dataset"),
         rejected=_keyed(files.get("rejected", []), "dataset", "model"),
         manifests=_keyed(files.get("manifests", []), "dataset"),
         notes={d: read_notes(p) for d, p in _keyed(files.get("notes", []), "dataset").items()},

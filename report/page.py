@@ -705,3 +705,26 @@ else:
              f"{dataset}: test score against the fraction of training clips, 95% intervals.",
              f"line chart of test score against training fraction on {dataset}")
     table(le.table(run.label_efficiency), "label-efficiency")
+
+# %% [markdown]
+# ## Layer similarity
+#
+# Do two models' layers carry the same information? Debiased linear CKA (Kornblith et al.,
+# 2019, with the unbiased HSIC estimator) between every pair of layers of every model on the
+# clips all their stores hold: 1 for representations equal up to rotation and scale, about 0
+# for unrelated ones. Log-mel rows and columns compare each layer with the baseline. The table
+# gives, for each pair of models, how well each layer of the first is matched by some layer of
+# the second (the best CKA, averaged over the first model's layers).
+
+# %%
+from audioprobe.features.families import is_baseline
+from audioprobe.report import layer_similarity as ls
+
+similarity = {d: results.read_table(p) for d, p in run.similarity.items()}
+baselines = [m for m in run.models if is_baseline(run.cards.get(m, {}))]
+for dataset in [d for d in run.datasets if not similarity.get(d, pd.DataFrame()).empty]:
+    show(ls.figure(similarity[dataset], run.models), f"layer-similarity-{dataset}",
+         f"{dataset}: debiased linear CKA between every pair of layers "
+         f"({int(similarity[dataset]['n_clips'].iloc[0])} clips); models in blocks, layers in "
+         "order within each.", f"heatmap of layer similarity on {dataset}")
+    table(ls.best_matches(similarity[dataset], baselines), f"layer-similarity-{dataset}")

@@ -406,6 +406,7 @@ REPORTED_RULES = {
     "comparisons",
     "label_efficiency_probe",
     "label_efficiency",
+    "layer_similarity",
     "report",
 }
 
@@ -458,6 +459,7 @@ def workflow_jobs():
     jobs.append(job_record("summary"))
     jobs.append(job_record("comparisons"))
     jobs.append(job_record("label_efficiency"))
+    jobs += [job_record("layer_similarity", dataset=d) for d in DATASETS]
     return list({job["benchmark"]: job for job in jobs}.values())
 
 
@@ -494,6 +496,7 @@ def report_files(wildcards):
             probe=PROBES,
         ),
         "stores": keyed(merged.store, dataset=DATASETS, model=MODELS),
+        "similarity": keyed(rules.layer_similarity.output.table, dataset=DATASETS),
         "rejected": keyed(merged.rejected, dataset=DATASETS, model=MODELS),
         "manifests": keyed(manifest.manifest, dataset=DATASETS),
         "notes": keyed(notes, dataset=DATASETS),
@@ -512,6 +515,7 @@ def report_inputs(wildcards):
             "predictions",
             "curves",
             "layer_weights",
+            "similarity",
             "stores",
             "rejected",
             "manifests",

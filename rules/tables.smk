@@ -68,3 +68,28 @@ rule label_efficiency:
         fractions=sorted(config["label_efficiency"]["fractions"]),
     script:
         "../scripts/label_efficiency.py"
+
+
+rule layer_similarity:
+    input:
+        stores=lambda wildcards: expand(
+            "results/features/{dataset}/{model}.h5",
+            dataset=wildcards.dataset,
+            model=MODELS,
+        ),
+    output:
+        table="results/similarity/{dataset}.csv",
+    log:
+        "logs/layer_similarity/{dataset}.log",
+    benchmark:
+        "benchmarks/layer_similarity/{dataset}.tsv"
+    conda:
+        "../envs/audioprobe.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        models=MODELS,
+    script:
+        "../scripts/layer_similarity.py"
