@@ -22,6 +22,7 @@ localrules:
     summary,
     comparisons,
     label_efficiency,
+    supplement,
 
 
 rule all:
@@ -30,5 +31,6 @@ rule all:
         "results/tables/summary.csv",
         "results/tables/comparisons.csv",
         "results/report/report.html",
+        rules.supplement.output,
         # the stores too: one removed as unreadable (rules/common.smk) is built again
         all_stores(),

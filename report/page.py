@@ -50,6 +50,7 @@ from matplotlib.patches import Rectangle
 from audioprobe import analysis as an
 from audioprobe import results
 from audioprobe.joblog import run_details
+from audioprobe.report import vector
 
 run = results.load()
 if run.figures:
@@ -121,13 +122,14 @@ def show(fig: plt.Figure, name: str, caption: str, alt: str) -> None:
     figure_count += 1
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     if run.figures:
         (run.figures / f"{figure_count:02d}-{name}.png").write_bytes(buffer.getvalue())
+        vector.save(fig, run.figures / f"{figure_count:02d}-{name}")
     data = base64.b64encode(buffer.getvalue()).decode()
     display(HTML(f'<figure class="report-figure" id="fig-{name}">'
                  f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
                  f"<figcaption><b>Figure {figure_count}.</b> {caption}</figcaption></figure>"))
+    plt.close(fig)
 
 
 def table(frame: pd.DataFrame, table_id: str | None = None) -> None:
@@ -728,3 +730,46 @@ for dataset in [d for d in run.datasets if not similarity.get(d, pd.DataFrame())
          f"({int(similarity[dataset]['n_clips'].iloc[0])} clips); models in blocks, layers in "
          "order within each.", f"heatmap of layer similarity on {dataset}")
     table(ls.best_matches(similarity[dataset], baselines), f"layer-similarity-{dataset}")
+
+# %% [markdown]
+# ## Error analysis you can hear
+#
+# The test clips with the highest loss (mean over the rounds and seeds that tested them) of the
+# best model and probe of each dataset (the highest headline mean), each with a spectrogram and
+# the first seconds of its audio at 8 kHz. Off by default (`report.error_clips`); the number of
+# clips is lowered where needed to keep the report under 10 MB.
+
+# %%
+from audioprobe.report import error_audio as ea
+
+asked = int(run.config.get("report", {}).get("error_clips", 0))
+if not asked:
+    note("Off: set `report.error_clips` to list the highest-loss test clips with their audio.")
+else:
+    count = ea.clips_per_dataset(asked, len(run.datasets))
+    if count < asked:
+        note(f"{count} clips per dataset (of {asked} asked) keep the report under 10 MB.")
+    for dataset in run.datasets if count else []:
+        rows = run.summary[run.summary["dataset"] == dataset]
+        metric = rows["headline_metric"].iloc[0]
+        best = rows.sort_values(f"{metric}_mean", ascending=False).iloc[0]
+        if (dataset, best["model"], best["probe"]) not in run.predictions:
+            continue
+        note(f"**{dataset}**: {best['model']} ({best['probe']} probe).")
+        worst = ea.worst_clips(run.predictions_of(dataset, best["model"], best["probe"]), count)
+        display(HTML(ea.rows_html(worst, results.read_manifest(run.manifests[dataset]))))
+
+# %% [markdown]
+# ## Reproduce this
+#
+# The commit, the software, the configuration as run, the data (each manifest's SHA-256) and
+# the command. Every figure of this page is also in `results/report/figures/` as PNG, PDF and
+# SVG; `results/supplement/` holds the models × datasets matrix as CSV and as a LaTeX table
+# (booktabs) and BibTeX for every reference cited here.
+
+# %%
+from audioprobe.report import reproduce
+
+display(HTML("<pre class='config'>" + html.escape(reproduce.block(
+    run.config, results.git_commit(run.workflow), run.manifests,
+    run_details()["packages"])) + "</pre>"))

@@ -289,7 +289,7 @@ def stored_extraction_settings():
 def report_config():
     """What the report reads of the config: every section but the extraction's runtime
     settings, which change how fast the features come and nothing the report shows."""
-    sections = ("datasets", "models", "probes", "protocol")
+    sections = ("datasets", "models", "probes", "protocol", "label_efficiency", "report")
     extraction = {
         key: config["extraction"][key]
         for key in (*STORED_EXTRACTION_SETTINGS, "pooling", "shard_size")
@@ -407,6 +407,7 @@ REPORTED_RULES = {
     "label_efficiency_probe",
     "label_efficiency",
     "layer_similarity",
+    "supplement",
     "report",
 }
 

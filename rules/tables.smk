@@ -93,3 +93,23 @@ rule layer_similarity:
         models=MODELS,
     script:
         "../scripts/layer_similarity.py"
+
+
+rule supplement:
+    input:
+        summary="results/tables/summary.csv",
+        references="report/reference_results.csv",
+    output:
+        csv="results/supplement/models_datasets.csv",
+        latex="results/supplement/models_datasets.tex",
+        bibtex="results/supplement/references.bib",
+    log:
+        "logs/supplement/supplement.log",
+    benchmark:
+        "benchmarks/supplement/supplement.tsv"
+    conda:
+        "../envs/audioprobe.yaml"
+    params:
+        datasets=DATASETS,
+    script:
+        "../scripts/supplement.py"

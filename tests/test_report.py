@@ -656,3 +656,12 @@ def test_demo_report_in_headless_chromium(demo_report):
     check_in_browser(browse(demo_report, "demo", "demo"), len(list(
         (demo_report.parent / "figures").glob("*.png"))),
         baseline_rows=sum(r["model"].endswith("baseline") for r in baseline))
+
+
+def test_every_figure_is_also_pdf_and_svg(study):
+    figures = Path(study[1]["figures"])
+    pngs = sorted(figures.glob("*.png"))
+    assert pngs
+    for png in pngs:
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+        assert b"<svg" in png.with_suffix(".svg").read_bytes()[:2000]
