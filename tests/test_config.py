@@ -88,15 +88,15 @@ def test_bad_adapter_option_is_named_before_any_job(workflow, options, message):
 
 
 def test_every_schema_key_is_described():
-    """Each key of config.schema.yaml says what it does: the README's reference is made from it."""
+    """Each key of config.schema.yaml says what it does: the configuration reference is made from it."""
     undocumented = [key for key, spec in config_docs.properties(schema()) if not spec.get("description")]
     assert undocumented == []
     assert len(list(config_docs.properties(schema()))) > 40
 
 
-def test_readme_configuration_reference_matches_the_schema():
-    """The README's table is the one generated from the schema (python -m audioprobe.config_docs)."""
-    table = config_docs.written((REPO / "README.md").read_text())
+def test_configuration_reference_matches_the_schema():
+    """config/README.md's table is the one generated from the schema (python -m audioprobe.config_docs)."""
+    table = config_docs.written((REPO / "config" / "README.md").read_text())
     assert table == config_docs.section()
     assert "| `probes.<name>.hidden` | list of integer ≥ 1, ≤ 65536 | `[256, 256]` |" in table
 
