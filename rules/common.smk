@@ -289,7 +289,14 @@ def stored_extraction_settings():
 def report_config():
     """What the report reads of the config: every section but the extraction's runtime
     settings, which change how fast the features come and nothing the report shows."""
-    sections = ("datasets", "models", "probes", "protocol", "label_efficiency", "report")
+    sections = (
+        "datasets",
+        "models",
+        "probes",
+        "protocol",
+        "label_efficiency",
+        "report",
+    )
     extraction = {
         key: config["extraction"][key]
         for key in (*STORED_EXTRACTION_SETTINGS, "pooling", "shard_size")
