@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from audioprobe.features.store import open_store
 from audioprobe.layer_similarity import debiased_cka, layer_similarity
@@ -37,8 +38,8 @@ def layers():
     return [base, 2.5 * base @ q + 1.0, related, unrelated]
 
 
-def cka_of(layers: list[np.ndarray], block: int) -> np.ndarray:
-    return debiased_cka(lambda rows: [x[rows] for x in layers], len(layers[0]), block)
+def cka_of(layers: list[np.ndarray], block: int, dtype=torch.float64) -> np.ndarray:
+    return debiased_cka(lambda rows: [x[rows] for x in layers], len(layers[0]), block, dtype)
 
 
 def test_cka_of_a_layer_with_itself_and_its_rotation_is_one(layers):
@@ -57,6 +58,10 @@ def test_blocks_equal_the_whole_gram_computation(layers, block):
             assert cka[a, b] == pytest.approx(reference_cka(layers[a], layers[b]), abs=1e-9)
 
 
+def test_float32_blocks_stay_close_to_float64(layers):
+    assert np.allclose(cka_of(layers, 16, torch.float32), cka_of(layers, 53), atol=1e-5)
+
+
 def test_layer_similarity_pairs_every_layer_of_every_model_on_common_clips(tmp_path, layers):
     n = len(layers[0])
     labels = np.array(["a", "b"] * n)[:n]
@@ -65,17 +70,17 @@ def test_layer_similarity_pairs_every_layer_of_every_model_on_common_clips(tmp_p
                                  labels, folds))
     rotated = np.stack([layers[1], np.pad(layers[3], ((0, 0), (0, 0)))[:, :12]])
     two = open_store(write_store(tmp_path / "two.h5", rotated, labels, folds))
-    table = layer_similarity({"one": one, "two": two}, budget=8 * 16 * (2 * 24 + 4 * 16))
+    table = layer_similarity({"one": one, "two": two}, budget=4 * 16 * (2 * 24 + 4 * 16))
     assert len(table) == 4 * 5 // 2 and (table["n_clips"] == n).all()
     pairs = table.set_index(["model_a", "layer_a", "model_b", "layer_b"])["cka"]
-    assert pairs["one", 0, "two", 0] == pytest.approx(1.0, abs=1e-9)
-    assert pairs["one", 0, "one", 1] == pytest.approx(1.0, abs=1e-9)
+    assert pairs["one", 0, "two", 0] == pytest.approx(1.0, abs=1e-5)
+    assert pairs["one", 0, "one", 1] == pytest.approx(1.0, abs=1e-5)
     assert pairs["one", 0, "two", 1] == pytest.approx(reference_cka(layers[0],
-                                                                    layers[3][:, :12]))
+                                                                    layers[3][:, :12]), abs=1e-5)
 
 
 def test_block_size_fits_the_budget_at_scale():
     from audioprobe.layer_similarity import block_size
     dims = [1024] * 50 + [128]  # two 25-layer models of 1024 dims and the log-mel baseline
-    size = block_size(dims, len(dims), budget=2e9)
-    assert 8 * size * (2 * sum(dims) + len(dims) * size) <= 2e9 and size >= 512
+    size = block_size(dims, len(dims))
+    assert 4 * size * (2 * sum(dims) + len(dims) * size) <= 1e9 and size >= 512
