@@ -22,7 +22,9 @@ from scipy import stats
 
 from audioprobe import statistics
 from audioprobe.features.families import family
+from audioprobe.features.store import open_store
 from audioprobe.joblog import run_details
+from audioprobe.layer_similarity import layer_similarity
 from audioprobe.manifest import COLUMNS
 from audioprobe.tables import (ALL_LAYERS, FLIP_TEST, KFOLD_INTERVAL, RELATIONS, SPLIT_INTERVAL,
                                T_TEST, layer_curves)
@@ -264,6 +266,52 @@ def _job(folder: Path, rule: str, job: str, seconds: float, details: dict) -> di
     return {"rule": rule, "job": job or rule, "benchmark": str(benchmark), "log": str(log)}
 
 
+def _curves(rng: np.random.Generator, rows: pd.DataFrame, max_epochs: int = 100,
+            patience: int = 5) -> pd.DataFrame:
+    """Per-epoch losses and accuracies of each round's chosen probe (seed 0), decaying towards
+    its checkpoint and running ``patience`` epochs past it."""
+    frames = []
+    for row in rows[rows["chosen"] & (rows["seed"] == 0)].itertuples():
+        epochs = np.arange(1, min(row.epochs + patience, max_epochs) + 1)
+        decay = np.exp(-epochs / max(row.epochs / 3, 1))
+        valid = 0.4 + 1.6 * decay + np.maximum(0, epochs - row.epochs) * 0.02
+        frames.append(pd.DataFrame({
+            "probe": row.probe, "fold": row.fold, "layer": row.layer, "seed": 0, "lr": row.lr,
+            "weight_decay": row.weight_decay, "epoch": epochs,
+            "train_loss": 0.2 + 1.8 * decay + rng.normal(0, 0.01, len(epochs)),
+            "train_accuracy": np.clip(1 - 0.9 * decay, 0, 1),
+            "valid_loss": valid, "valid_accuracy": np.clip(0.95 - 0.85 * decay, 0, 1),
+            "chosen_epoch": row.epochs, "stopped_at_max_epochs": epochs[-1] >= max_epochs,
+            "best_at_first_epoch": row.epochs == 1}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _layer_weights(rng: np.random.Generator, probe: str, curve: np.ndarray,
+                   rounds: list[int]) -> pd.DataFrame:
+    """Softmax layer weights of every round and seed, leaning towards the better layers."""
+    rows = []
+    for fold in rounds:
+        for seed in range(SEEDS):
+            logits = 3 * (curve - curve.mean()) + rng.normal(0, 0.1, len(curve))
+            weights = np.exp(logits) / np.exp(logits).sum()
+            rows += [{"probe": probe, "fold": fold, "seed": seed, "layer": k, "weight": w}
+                     for k, w in enumerate(weights)]
+    return pd.DataFrame(rows)
+
+
+def _label_efficiency(one: pd.Series, metric: str, fractions: tuple[float, ...] = (
+        0.01, 0.05, 0.1, 1.0)) -> list[dict]:
+    """The summary's score at fraction 1 and lower scores below it, with the same spread."""
+    full, chance = one[f"{metric}_mean"], 0.1
+    return [{"dataset": one["dataset"], "model": one["model"], "probe": one["probe"],
+             "fraction": f, "n_train_mean": 0, "n_rounds": one["n_rounds"], "metric": metric,
+             "mean": chance + (full - chance) * f ** 0.25, "sd": one[f"{metric}_sd"],
+             "ci_low": chance + (one[f"{metric}_ci_low"] - chance) * f ** 0.25,
+             "ci_high": chance + (one[f"{metric}_ci_high"] - chance) * f ** 0.25,
+             "modal_layer": one["modal_layer"], "interval": one["interval"]}
+            for f in fractions]
+
+
 def write_study(folder: Path, datasets: list[str] | None = None,
                 models: list[str] | None = None, probes: list[str] | None = None,
                 clips: int = 240, seed: int = 0) -> tuple[dict, dict]:
@@ -276,8 +324,8 @@ def write_study(folder: Path, datasets: list[str] | None = None,
     gpu_node = run_details() | {"host": "gpu-node-01 (synthetic)",
                                 "gpu": "NVIDIA H100 80GB HBM3 (synthetic)"}
     files = {k: [] for k in ("predictions", "stores", "rejected", "manifests", "notes",
-                             "cards", "jobs")}
-    runs, summary, layers, n_test, n_train = [], [], [], {}, {}
+                             "cards", "jobs", "curves", "layer_weights", "similarity")}
+    runs, summary, layers, n_test, n_train, efficiency = [], [], [], {}, {}, []
     for model in models:
         family, checkpoint, n_layers, _, random_weights = MODELS[model]
         card = folder / "resources/models" / f"{model}.json"
@@ -344,6 +392,23 @@ def write_study(folder: Path, datasets: list[str] | None = None,
                                              "probe": probe, "path": str(path)})
                 files["jobs"].append(_job(folder, "probe", f"{dataset}/{model}/{probe}",
                                           rng.uniform(10, 90), gpu_node))
+                extra = {"curves": _curves(rng, rows), "layer_weights": _layer_weights(
+                    rng, probe, curve, rounds) if PROBES[probe]["kind"] == "weighted" else
+                    pd.DataFrame(columns=["probe", "fold", "seed", "layer", "weight"])}
+                for name, frame in extra.items():
+                    path = folder / "results/probes" / dataset / model / f"{probe}.{name}.csv"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    frame.to_csv(path, index=False)
+                    files[name].append({"dataset": dataset, "model": model, "probe": probe,
+                                        "path": str(path)})
+                if PROBES[probe]["kind"] == "linear":
+                    efficiency += _label_efficiency(one.iloc[0], metric)
+        stores = {m: open_store(folder / "results/features" / dataset / f"{m}.h5")
+                  for m in models}
+        similarity = folder / "results/similarity" / f"{dataset}.csv"
+        similarity.parent.mkdir(parents=True, exist_ok=True)
+        layer_similarity(stores).assign(dataset=dataset).to_csv(similarity, index=False)
+        files["similarity"].append({"dataset": dataset, "path": str(similarity)})
     tables = folder / "results/tables"
     tables.mkdir(parents=True, exist_ok=True)
     runs, summary = pd.concat(runs, ignore_index=True), pd.concat(summary, ignore_index=True)
@@ -352,8 +417,9 @@ def write_study(folder: Path, datasets: list[str] | None = None,
     pd.concat(layers, ignore_index=True).to_csv(tables / "layers.csv", index=False)
     _comparisons(summary, runs, n_test, n_train).to_csv(tables / "comparisons.csv", index=False)
     files["jobs"].append(_job(folder, "summary", "summary", 3, run_details()))
+    pd.DataFrame(efficiency).to_csv(tables / "label_efficiency.csv", index=False)
     files |= {name: str(tables / f"{name}.csv")
-              for name in ("summary", "layers", "comparisons", "runs")}
+              for name in ("summary", "layers", "comparisons", "runs", "label_efficiency")}
     return files, config(datasets, models, probes)
 
 
