@@ -6,6 +6,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/features.smk"
@@ -14,10 +17,14 @@ include: "rules/tables.smk"
 include: "rules/report.smk"
 
 
+# Short jobs run by Snakemake itself, on the submit host under a cluster executor: the
+# downloads and model cards (which need the internet), the manifests (the planning already
+# reads every dataset root's file states there) and the tables.
 localrules:
     all,
     demo_dataset,
     download_dataset,
+    manifest,
     fetch_model,
     summary,
     comparisons,
@@ -25,12 +32,16 @@ localrules:
     supplement,
 
 
+STORES = expand(rules.merge_features.output.store, dataset=DATASETS, model=MODELS)
+remove_unreadable_stores(STORES)
+
+
 rule all:
     default_target: True
     input:
-        "results/tables/summary.csv",
-        "results/tables/comparisons.csv",
-        "results/report/report.html",
+        rules.summary.output.summary,
+        rules.comparisons.output.comparisons,
+        rules.report.output.html,
         rules.supplement.output,
         # the stores too: one removed as unreadable (rules/common.smk) is built again
-        all_stores(),
+        STORES,

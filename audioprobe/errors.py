@@ -22,7 +22,8 @@ class AudioError(AudioprobeError):
 
 
 class OptionError(AudioprobeError):
-    """A dataset adapter option that its ``build`` does not take, or a value it does not accept."""
+    """A dataset adapter's or model family's option that it does not take, or a value it does
+    not accept."""
 
 
 class UnsafeArchiveError(AudioprobeError):

@@ -127,9 +127,12 @@ def read_notes(path: Path) -> dict:
 
 def read_jobs(records: list[dict]) -> pd.DataFrame:
     """One row per job: rule, job (its wildcards), wall time and peak memory from its
-    benchmark file, and the run details its log starts with."""
+    benchmark file, and the run details its log starts with. A job without a benchmark file
+    did not run in this config (a dataset with nothing to download)."""
     rows = []
     for job in records:
+        if not Path(job["benchmark"]).is_file():
+            continue
         bench = pd.read_csv(job["benchmark"], sep="\t")
         rows.append({
             "rule": job["rule"], "job": job["job"],

@@ -4,10 +4,10 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
-import h5py
 import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -15,7 +15,12 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # the audioprobe package beside the Snakefile
 from audioprobe.datasets import check_options
 from audioprobe.errors import AudioprobeError, OptionError
-from audioprobe.features.families import check as check_model, needs_gpu
+from audioprobe.features.families import (
+    FAMILIES,
+    check as check_model,
+    needs_gpu,
+    spec_of,
+)
 from audioprobe.manifest import (
     fingerprint as manifest_fingerprint,
     read as read_manifest,
@@ -76,9 +81,48 @@ def check_probe_options():
                     )
 
 
+def read_model_entries():
+    """Replace each model's config entry by the spec the families read (``spec_of``: the
+    family's options beside the generic keys), checking the options against the family's
+    before the schema fills in defaults. Family options at the top level (the earlier form)
+    are still read, with a warning naming the keys to move under ``options``."""
+    models = config.get("models")
+    for name, entry in models.items() if isinstance(models, dict) else ():
+        if not (
+            isinstance(entry, dict)
+            and entry.get("family") in FAMILIES
+            and isinstance(entry.get("options", {}), dict)
+        ):
+            continue  # the schema names what is wrong
+        try:
+            spec, top = spec_of(entry)
+        except OptionError as error:
+            raise WorkflowError(f"config: models.{name}: {error}") from None
+        if top:
+            logger.warning(
+                f"deprecated: models.{name}: {', '.join(top)} at the top level; move "
+                f"{'it' if len(top) == 1 else 'them'} under models.{name}.options"
+            )
+        models[name] = spec
+
+
+def canonical(value):
+    """``value`` with the keys of every mapping in it sorted: a param's value, and so whether
+    Snakemake sees it changed, then depends on the config's values and never on the order of
+    its keys (a config rewritten by a YAML dumper re-runs nothing)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 check_duplicate_keys()
 check_probe_options()
+read_model_entries()
 validate_config()
+# Sorted in place once, defaults filled in: the rules hand jobs entries of it (``lookup``).
+config.update(canonical(config))
 
 
 # In name order: what the jobs get (and the report shows) never depends on the config's key order.
@@ -151,22 +195,6 @@ def check_models():
 
 
 check_models()
-
-
-def canonical(value):
-    """``value`` with the keys of every mapping in it sorted: a param's value, and so whether
-    Snakemake sees it changed, then depends on the config's values and never on the order of
-    its keys (a config rewritten by a YAML dumper re-runs nothing)."""
-    if isinstance(value, dict):
-        return {key: canonical(value[key]) for key in sorted(value, key=str)}
-    if isinstance(value, list):
-        return [canonical(item) for item in value]
-    return value
-
-
-def config_of(path):
-    """The config's entry at ``path`` (e.g. ``models/logmel``), with its keys sorted."""
-    return canonical(lookup(dpath=path, within=config))
 
 
 def dataset_root_input(wildcards):
@@ -242,14 +270,18 @@ def checkpoint_state(wildcards):
     return hashlib.sha256("\n".join(state).encode()).hexdigest()[:16] if state else ""
 
 
-def remove_unreadable_stores():
-    """Remove a finished feature store that no longer reads (truncated, overwritten, a disk
-    error), so that it is built again instead of failing every probe job after it. A store is
-    renamed into place only when complete, so one that does not open was damaged since.
+def remove_unreadable_stores(stores):
+    """Remove a finished feature store of ``stores`` that no longer reads (truncated,
+    overwritten, a disk error), so that it is built again instead of failing every probe job
+    after it. A store is renamed into place only when complete, so one that does not open was
+    damaged since.
     """
-    for store in all_stores():
-        if not Path(store).is_file():
-            continue
+    stores = [Path(store) for store in stores if Path(store).is_file()]
+    if not stores:
+        return
+    import h5py  # only where there are stores to read: planning a fresh run needs none
+
+    for store in stores:
         try:
             with h5py.File(store, "r") as f:
                 readable = bool(f.attrs.get("complete")) and "features" in f
@@ -301,9 +333,7 @@ def report_config():
         key: config["extraction"][key]
         for key in (*STORED_EXTRACTION_SETTINGS, "pooling", "shard_size")
     }
-    return canonical(
-        {key: config.get(key, {}) for key in sections} | {"extraction": extraction}
-    )
+    return {key: config.get(key, {}) for key in sections} | {"extraction": extraction}
 
 
 def extract_threads(wildcards):
@@ -323,34 +353,24 @@ def shard_count(dataset):
 
 def feature_shards(wildcards):
     """The shard stores and rejected tables that merge into one dataset x model store."""
-    shards = expand(
-        "results/features/{dataset}/{model}.shards/{shard}",
-        dataset=wildcards.dataset,
-        model=wildcards.model,
-        shard=range(shard_count(wildcards.dataset)),
-    )
+    shards = rules.extract_shard.output
+    values = {
+        "dataset": wildcards.dataset,
+        "model": wildcards.model,
+        "shard": range(shard_count(wildcards.dataset)),
+    }
     return {
-        "shards": [f"{shard}.h5" for shard in shards],
-        "rejected": [f"{shard}.rejected.csv" for shard in shards],
+        "shards": expand(shards.store, **values),
+        "rejected": expand(shards.rejected, **values),
     }
 
 
-def all_probe_runs():
-    return expand(
-        "results/probes/{dataset}/{model}/{probe}.csv",
-        dataset=DATASETS,
-        model=MODELS,
-        probe=PROBES,
-    )
-
-
-def all_predictions():
-    return expand(
-        "results/predictions/{dataset}/{model}/{probe}.csv",
-        dataset=DATASETS,
-        model=MODELS,
-        probe=PROBES,
-    )
+def wildcard_values(name, chosen):
+    """The values wildcard ``name`` takes in this config (a dataset's shards: once ``chosen``
+    names the dataset)."""
+    if name == "shard":
+        return range(shard_count(chosen["dataset"]))
+    return {"dataset": DATASETS, "model": MODELS, "probe": PROBES}[name]
 
 
 def label_efficiency_files(kind):
@@ -376,99 +396,39 @@ def label_efficiency_full(kind):
     )
 
 
-def all_manifests():
-    return expand("results/manifests/{dataset}.csv", dataset=DATASETS)
-
-
-def all_stores():
-    return expand(
-        "results/features/{dataset}/{model}.h5", dataset=DATASETS, model=MODELS
-    )
-
-
-remove_unreadable_stores()
-
-
-def job_record(rule, **wildcards):
-    """One job of ``rule``: its wildcards, benchmark file and log file."""
-    proxy = getattr(rules, rule)
-    return {
-        "rule": rule,
-        "job": "/".join(str(v) for v in wildcards.values()) or rule,
-        "benchmark": expand(str(proxy.benchmark), **wildcards)[0],
-        "log": expand(str(proxy.log[0]), **wildcards)[0],
-    }
-
-
-# The rules whose jobs workflow_jobs lists; a rule with a benchmark missing here stops the run.
-REPORTED_RULES = {
-    "demo_dataset",
-    "download_dataset",
-    "manifest",
-    "fetch_model",
-    "extract_shard",
-    "merge_features",
-    "probe",
-    "summary",
-    "comparisons",
-    "label_efficiency_probe",
-    "label_efficiency",
-    "layer_similarity",
-    "supplement",
-    "report",
-}
+def combinations(names, chosen=None):
+    """Every combination of values of the wildcards ``names``, in order (after ``chosen``)."""
+    chosen = chosen or {}
+    if not names:
+        yield chosen
+        return
+    for value in wildcard_values(names[0], chosen):
+        yield from combinations(names[1:], chosen | {names[0]: value})
 
 
 def workflow_jobs():
-    """Every job this workflow runs before the report, in pipeline order."""
-    unlisted = sorted(
-        each.name
-        for each in workflow.rules
-        if each.benchmark and each.name not in REPORTED_RULES
-    )
-    if unlisted:
-        raise WorkflowError(
-            f"report: the jobs of rule(s) {', '.join(unlisted)} are not listed "
-            "(add them to workflow_jobs in rules/common.smk)"
-        )
+    """Every job of the rules with a benchmark but the report, in pipeline order (that of the
+    rules, then of their wildcards' values), each with its rule, wildcards, benchmark file and
+    log file. A rule added with a benchmark is listed without more ado. A job this config does
+    not run (no dataset to download) leaves no benchmark file, and the report skips it.
+    """
     jobs = []
-    for name in DATASETS:
-        spec = config["datasets"][name]
-        if spec.get("synthetic"):
-            jobs.append(job_record("demo_dataset"))
-        elif spec.get("download") is not None:
-            jobs.append(job_record("download_dataset", dataset=name))
-    jobs += [job_record("manifest", dataset=d) for d in DATASETS]
-    jobs += [job_record("fetch_model", model=m) for m in MODELS]
-    jobs += [
-        job_record("extract_shard", dataset=d, model=m, shard=s)
-        for d in DATASETS
-        for m in MODELS
-        for s in range(shard_count(d))
-    ]
-    jobs += [
-        job_record("merge_features", dataset=d, model=m)
-        for d in DATASETS
-        for m in MODELS
-    ]
-    jobs += [
-        job_record("probe", dataset=d, model=m, probe=p)
-        for d in DATASETS
-        for m in MODELS
-        for p in PROBES
-    ]
-    if label_efficiency_files("runs"):
-        jobs += [
-            job_record("label_efficiency_probe", dataset=d, model=m, probe=p)
-            for d in DATASETS
-            for m in MODELS
-            for p in LABEL_EFFICIENCY_PROBES
-        ]
-    jobs.append(job_record("summary"))
-    jobs.append(job_record("comparisons"))
-    jobs.append(job_record("label_efficiency"))
-    jobs += [job_record("layer_similarity", dataset=d) for d in DATASETS]
-    return list({job["benchmark"]: job for job in jobs}.values())
+    for each in workflow.rules:
+        if not each.benchmark or each.name == "report":
+            continue
+        proxy = getattr(rules, each.name)  # its patterns as written
+        benchmark, log = str(proxy.benchmark), str(proxy.log[0])
+        names = list(dict.fromkeys(re.findall(r"{(\w+)", benchmark)))
+        for values in combinations(names):
+            jobs.append(
+                {
+                    "rule": each.name,
+                    "job": "/".join(str(v) for v in values.values()) or each.name,
+                    "benchmark": expand(benchmark, **values)[0],
+                    "log": expand(log, **values)[0],
+                }
+            )
+    return jobs
 
 
 def keyed(pattern, **values):
@@ -515,7 +475,9 @@ def report_files(wildcards):
 
 def report_inputs(wildcards):
     """The files of :func:`report_files` the report waits for: manifest notes only when the
-    manifest rule writes them; logs, which no rule outputs, are read when present."""
+    manifest rule writes them. Every job is upstream of the report, so the benchmarks and
+    logs of the jobs that ran are there when it runs; it reads them without waiting for them.
+    """
     files = report_files(wildcards)
     inputs = {
         name: [record["path"] for record in files[name]]
@@ -532,4 +494,4 @@ def report_inputs(wildcards):
     }
     if hasattr(rules.manifest.output, "notes"):
         inputs["notes"] = [record["path"] for record in files["notes"]]
-    return inputs | {"benchmarks": [job["benchmark"] for job in files["jobs"]]}
+    return inputs

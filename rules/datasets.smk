@@ -21,7 +21,7 @@ rule download_dataset:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        spec=lambda wildcards: config_of(f"datasets/{wildcards.dataset}"),
+        spec=lookup(dpath="datasets/{dataset}", within=config),
     script:
         "../scripts/download_dataset.py"
 
@@ -29,7 +29,7 @@ rule download_dataset:
 checkpoint manifest:
     input:
         root=dataset_root_input,
-        source=lambda wildcards: DATASET_SOURCES[wildcards.dataset],
+        source=lookup(dpath="{dataset}", within=DATASET_SOURCES),
     output:
         manifest="results/manifests/{dataset}.csv",
         notes="results/manifests/{dataset}.notes.json",
@@ -40,6 +40,6 @@ checkpoint manifest:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        spec=lambda wildcards: config_of(f"datasets/{wildcards.dataset}"),
+        spec=lookup(dpath="datasets/{dataset}", within=config),
     script:
         "../scripts/manifest.py"

@@ -8,7 +8,7 @@ rule fetch_model:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        spec=lambda wildcards: config_of(f"models/{wildcards.model}"),
+        spec=lookup(dpath="models/{model}", within=config),
         checkpoint=checkpoint_state,
     script:
         "../scripts/fetch_model.py"
@@ -16,8 +16,8 @@ rule fetch_model:
 
 rule extract_shard:
     input:
-        manifest="results/manifests/{dataset}.csv",
-        card="resources/models/{model}.json",
+        manifest=rules.manifest.output.manifest,
+        card=rules.fetch_model.output.card,
     output:
         store=temp("results/features/{dataset}/{model}.shards/{shard}.h5"),
         rejected=temp("results/features/{dataset}/{model}.shards/{shard}.rejected.csv"),
@@ -28,17 +28,19 @@ rule extract_shard:
     conda:
         "../envs/audioprobe.yaml"
     threads: extract_threads
+    # what a job needs on any executor, here only (profiles hold site settings): a retry
+    # (the SLURM profile's retries) asks for twice the memory
     resources:
         gpu=model_needs_gpu,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=240,
     params:
         # only settings that change what is stored: a change re-extracts; the job reads the
         # runtime settings from the config (stored_extraction_settings)
         stored=stored_extraction_settings(),
         shard_size=SHARD_SIZE,
-        pooling=lambda wildcards: lookup(
-            dpath=f"models/{wildcards.model}/pooling",
+        pooling=lookup(
+            dpath="models/{model}/pooling",
             within=config,
             default=config["extraction"]["pooling"],
         ),
@@ -59,7 +61,8 @@ rule merge_features:
     conda:
         "../envs/audioprobe.yaml"
     resources:
-        mem_mb=8000,
+        # one layer of every shard in memory at a time
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=60,
     script:
         "../scripts/merge_features.py"

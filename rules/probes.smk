@@ -1,8 +1,8 @@
 rule probe:
     input:
-        store="results/features/{dataset}/{model}.h5",
-        card="resources/models/{model}.json",
-        manifest="results/manifests/{dataset}.csv",
+        store=rules.merge_features.output.store,
+        card=rules.fetch_model.output.card,
+        manifest=rules.manifest.output.manifest,
     output:
         runs="results/probes/{dataset}/{model}/{probe}.csv",
         predictions="results/predictions/{dataset}/{model}/{probe}.csv",
@@ -17,22 +17,20 @@ rule probe:
         "../envs/audioprobe.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
-        spec=lambda wildcards: config_of(f"probes/{wildcards.probe}"),
-        protocol=canonical(config["protocol"]),
-        selection=lambda wildcards: lookup(
-            dpath=f"datasets/{wildcards.dataset}/selection", within=config
-        ),
+        spec=lookup(dpath="probes/{probe}", within=config),
+        protocol=config["protocol"],
+        selection=lookup(dpath="datasets/{dataset}/selection", within=config),
     script:
         "../scripts/probe.py"
 
 
 rule label_efficiency_probe:
     input:
-        store="results/features/{dataset}/{model}.h5",
-        manifest="results/manifests/{dataset}.csv",
+        store=rules.merge_features.output.store,
+        manifest=rules.manifest.output.manifest,
     output:
         runs="results/label_efficiency/runs/{dataset}/{model}/{probe}.csv",
         predictions="results/label_efficiency/predictions/{dataset}/{model}/{probe}.csv",
@@ -47,11 +45,9 @@ rule label_efficiency_probe:
         mem_mb=8000,
         runtime=120,
     params:
-        spec=lambda wildcards: config_of(f"probes/{wildcards.probe}"),
-        protocol=canonical(config["protocol"]),
-        selection=lambda wildcards: lookup(
-            dpath=f"datasets/{wildcards.dataset}/selection", within=config
-        ),
+        spec=lookup(dpath="probes/{probe}", within=config),
+        protocol=config["protocol"],
+        selection=lookup(dpath="datasets/{dataset}/selection", within=config),
         fractions=sorted(config["label_efficiency"]["fractions"]),
     script:
         "../scripts/label_efficiency_probe.py"

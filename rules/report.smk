@@ -27,6 +27,9 @@ rule report:
         "benchmarks/report/report.tsv"
     conda:
         "../envs/audioprobe.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         files=report_files,
         config=report_config(),

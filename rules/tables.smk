@@ -1,8 +1,15 @@
 rule summary:
     input:
-        runs=all_probe_runs(),
-        predictions=all_predictions(),
-        manifests=all_manifests(),
+        runs=expand(
+            rules.probe.output.runs, dataset=DATASETS, model=MODELS, probe=PROBES
+        ),
+        predictions=expand(
+            rules.probe.output.predictions,
+            dataset=DATASETS,
+            model=MODELS,
+            probe=PROBES,
+        ),
+        manifests=expand(rules.manifest.output.manifest, dataset=DATASETS),
     output:
         runs="results/tables/runs.csv",
         summary=report(
@@ -27,10 +34,10 @@ rule summary:
 
 rule comparisons:
     input:
-        runs="results/tables/runs.csv",
-        summary="results/tables/summary.csv",
-        predictions=all_predictions(),
-        manifests=all_manifests(),
+        runs=rules.summary.output.runs,
+        summary=rules.summary.output.summary,
+        predictions=rules.summary.input.predictions,
+        manifests=rules.summary.input.manifests,
     output:
         comparisons=report(
             "results/tables/comparisons.csv",
@@ -44,7 +51,7 @@ rule comparisons:
     conda:
         "../envs/audioprobe.yaml"
     params:
-        models=canonical(config["models"]),
+        models=config["models"],
     script:
         "../scripts/comparisons.py"
 
@@ -55,7 +62,7 @@ rule label_efficiency:
         predictions=label_efficiency_full("predictions"),
         fraction_runs=label_efficiency_files("runs"),
         fraction_predictions=label_efficiency_files("predictions"),
-        manifests=all_manifests(),
+        manifests=expand(rules.manifest.output.manifest, dataset=DATASETS),
     output:
         table="results/tables/label_efficiency.csv",
     log:
@@ -73,9 +80,7 @@ rule label_efficiency:
 rule layer_similarity:
     input:
         stores=lambda wildcards: expand(
-            "results/features/{dataset}/{model}.h5",
-            dataset=wildcards.dataset,
-            model=MODELS,
+            rules.merge_features.output.store, dataset=wildcards.dataset, model=MODELS
         ),
     output:
         table="results/similarity/{dataset}.csv",

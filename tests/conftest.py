@@ -40,10 +40,11 @@ def copy_workflow(dest: Path, extra: tuple[str, ...] = ()) -> Path:
 # tiny runs on CPUs).
 HUBERT_DEMO = {
     "family": "transformers",
-    "architecture": {"model_type": "hubert", "hidden_size": 64, "num_hidden_layers": 4,
-                     "num_attention_heads": 4, "intermediate_size": 128, "conv_dim": [32] * 7,
-                     "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4},
     "random_weights": True,
+    "options": {"architecture": {
+        "model_type": "hubert", "hidden_size": 64, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "intermediate_size": 128, "conv_dim": [32] * 7,
+        "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}},
 }
 
 

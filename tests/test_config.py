@@ -125,3 +125,33 @@ def test_settings_have_one_field_per_schema_key():
 def test_extraction_processes_split_the_jobs_cpus(cpus, on_gpu, workers, expected):
     settings = ExtractionSettings.from_config(num_workers=workers)
     assert settings.processes(cpus, on_gpu) == expected
+
+
+def test_a_model_in_the_earlier_flat_form_re_runs_nothing_and_is_named_to_move(workflow):
+    """fetch_model's card made from ``options: {capacity, hop_ms}`` is up to date for the same
+    model written the earlier way (the family's options at the top level): the params are the
+    same. The earlier form is read with a warning naming the keys to move."""
+    config = base()
+    config["models"] = {"crepe_tiny": config["models"]["crepe_tiny"]}
+    assert config["models"]["crepe_tiny"] == {"family": "crepe",
+                                              "options": {"capacity": "tiny", "hop_ms": 50}}
+    (workflow / "new.yaml").write_text(yaml.safe_dump(config))
+    card = "resources/models/crepe_tiny.json"
+    snakemake(workflow, card, "--cores", "1", "--configfile", "new.yaml",
+              "--replace-workflow-config")
+    config["models"]["crepe_tiny"] = {"family": "crepe", "hop_ms": 50, "capacity": "tiny"}
+    (workflow / "flat.yaml").write_text(yaml.safe_dump(config))
+    again = snakemake(workflow, card, "-n", "--cores", "1", "--configfile", "flat.yaml",
+                       "--replace-workflow-config")
+    output = again.stdout + again.stderr
+    assert "Nothing to be done" in output, output
+    assert ("deprecated: models.crepe_tiny: capacity, hop_ms at the top level; move them under "
+            "models.crepe_tiny.options") in output
+
+
+def test_a_model_option_the_family_does_not_take_is_named_before_any_job(workflow):
+    config = base()
+    config["models"]["crepe_tiny"]["options"]["n_mels"] = 64
+    line = config_error(dry_run_with(workflow, config))
+    assert line == ("config: models.crepe_tiny: options: unknown key 'n_mels' for family crepe; "
+                    "allowed keys: capacity, hop_ms")

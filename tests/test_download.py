@@ -9,17 +9,24 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 import zipfile
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from audioprobe.datasets import ADAPTERS, esc50, icbhi, nsynth, speechcommands
+from audioprobe.datasets import ADAPTERS, download, esc50, icbhi, nsynth, speechcommands
 from audioprobe.datasets.download import (
     DownloadError, archives, download_dataset, extract, fetch, unverified_notes,
 )
 from audioprobe.errors import UnsafeArchiveError
+from tests.conftest import REPO
 from tests.fixtures import layouts
 
 
@@ -156,6 +163,155 @@ def test_a_file_without_a_checksum_is_logged_with_its_sha256(tmp_path, server, c
     (note,) = unverified_notes(records)
     assert url in note and digest in note
     assert unverified_notes([{**records[0], "checked": ["md5"]}]) == []
+
+
+# --- a throttled server that drops connections: retries, resume, progress ----------------------
+
+STEP = 64 << 10  # bytes the throttled server sends at a time
+
+
+class Throttled(BaseHTTPRequestHandler):
+    """Serves ``server.data`` at any path, ``STEP`` bytes every ``server.delay`` seconds,
+    honouring ``Range: bytes=N-``; the i-th response stops (the connection dropped) after
+    ``server.drop(i)`` bytes of its body (None: never). Records each request's Range header and
+    every body byte sent."""
+
+    def do_GET(self) -> None:
+        server = self.server
+        asked = self.headers.get("Range")
+        server.ranges.append(asked)
+        start = int(asked.removeprefix("bytes=").rstrip("-")) if asked else 0
+        if start >= len(server.data):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(server.data)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if asked else 200)
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{len(server.data) - 1}/"
+                                              f"{len(server.data)}")
+        self.send_header("Content-Length", str(len(server.data) - start))
+        self.end_headers()
+        limit = server.drop(len(server.ranges) - 1)
+        body = server.data[start:start + limit] if limit is not None else server.data[start:]
+        for i in range(0, len(body), STEP):
+            self.wfile.write(body[i:i + STEP])
+            server.sent += len(body[i:i + STEP])
+            time.sleep(server.delay)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def throttled(monkeypatch) -> Iterator[Callable[..., tuple[ThreadingHTTPServer, str]]]:
+    """Start throttled servers on 127.0.0.1: ``serve(data, drop)`` gives (server, url)."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    servers = []
+
+    def serve(data: bytes, drop: Callable[[int], int | None], delay: float = 0.005
+              ) -> tuple[ThreadingHTTPServer, str]:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Throttled)
+        httpd.data, httpd.drop, httpd.delay, httpd.ranges, httpd.sent = data, drop, delay, [], 0
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        servers.append(httpd)
+        return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/archive.tar.gz"
+
+    yield serve
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+PAYLOAD = os.urandom(4 << 20)
+
+JOB = """
+import sys
+from audioprobe.datasets import download
+from audioprobe.joblog import to_file
+download.PROGRESS_EVERY, download.CHUNK = 0.05, 1 << 16
+to_file(sys.argv[1])
+download.fetch(sys.argv[2], sys.argv[3], sha256=sys.argv[4], wait=0)
+"""
+
+
+def test_a_dropped_download_resumes_and_the_job_log_shows_progress(tmp_path, throttled):
+    """As a download job runs it (its log through joblog.to_file): the connection drops after
+    1 MiB, the next attempt asks for the rest with a Range request, and no byte is sent twice;
+    the log holds a readable progress bar (lines, no carriage returns)."""
+    httpd, url = throttled(PAYLOAD, lambda i: 1 << 20 if i == 0 else None)
+    log, dest = tmp_path / "job.log", tmp_path / "dl" / "archive.tar.gz"
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    subprocess.run([sys.executable, "-c", JOB, str(log), url, str(dest), digest], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert dest.read_bytes() == PAYLOAD and not dest.with_name(dest.name + ".part").exists()
+    assert httpd.ranges == [None, f"bytes={1 << 20}-"]
+    assert httpd.sent == len(PAYLOAD)
+    text = log.read_text()
+    assert "\r" not in text
+    assert "failed (attempt 1 of 5" in text and f"resuming {url} at byte {1 << 20}" in text
+    bars = [line for line in text.splitlines() if "archive.tar.gz:" in line]
+    assert bars[-1].split("archive.tar.gz: ")[1].startswith("100%"), bars[-1]
+    assert "4.00M/4.00M" in bars[-1]
+    assert 3 <= len(bars) < 200, len(bars)  # refreshed at most every PROGRESS_EVERY seconds
+    assert any(" 25%|" in line for line in bars)  # where the first attempt stopped
+
+
+def test_a_server_that_keeps_failing_gives_one_line_and_keeps_the_partial_file(
+        tmp_path, throttled, monkeypatch):
+    monkeypatch.setattr(download, "CHUNK", STEP)
+    httpd, url = throttled(PAYLOAD, lambda i: 2 * STEP)
+    dest = tmp_path / "dl" / "archive.tar.gz"
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    with pytest.raises(DownloadError) as caught:
+        fetch(url, dest, sha256=digest, attempts=3, wait=0)
+    message = str(caught.value)
+    assert "\n" not in message and "after 3 attempts" in message and str(part) in message
+    assert httpd.ranges == [None, f"bytes={2 * STEP}-", f"bytes={4 * STEP}-"]
+    assert part.read_bytes() == PAYLOAD[:6 * STEP] and not dest.exists()
+    # the next run resumes where the last attempt stopped
+    healthy, url = throttled(PAYLOAD, lambda i: None, delay=0)
+    assert fetch(url, dest, sha256=digest, wait=0).read_bytes() == PAYLOAD
+    assert healthy.ranges == [f"bytes={6 * STEP}-"] and healthy.sent == len(PAYLOAD) - 6 * STEP
+
+
+def test_a_server_without_range_support_restarts_and_a_finished_file_is_checked_again(
+        tmp_path, server):
+    """A partial file the server cannot resume is fetched whole; a whole file left by an
+    earlier run that failed later is checked again (the test server ignores Range)."""
+    served, base = server
+    (served / "data.tar").write_bytes(PAYLOAD)
+    dest = tmp_path / "dl" / "data.tar"
+    dest.parent.mkdir()
+    dest.with_name("data.tar.part").write_bytes(b"stale partial bytes")
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    assert fetch(f"{base}/data.tar", dest, sha256=digest).read_bytes() == PAYLOAD
+    assert fetch(f"{base}/data.tar", dest, sha256=digest).read_bytes() == PAYLOAD
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(f"{base}/data.tar", dest, sha256="0" * 64)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_a_failed_dataset_download_keeps_its_partial_archive_for_the_next_call(
+        tmp_path, throttled, monkeypatch):
+    monkeypatch.setattr(download, "CHUNK", STEP)
+    monkeypatch.setattr(download, "ATTEMPTS", 1)
+    layouts.make_esc50(tmp_path / "src" / "ESC-50-master")
+    archive = Path(shutil.make_archive(str(tmp_path / "master"), "zip", tmp_path / "src"))
+    data = archive.read_bytes()
+    root, downloads = tmp_path / "esc50", tmp_path / "dl"
+    _, url = throttled(data, lambda i: STEP)
+    with pytest.raises(DownloadError, match="resumes from there"):
+        download_dataset("esc50", root, url=url.replace(".tar.gz", ".zip"), downloads=downloads)
+    assert not root.exists() and (downloads / "archive.zip.part").stat().st_size == STEP
+    healthy, url = throttled(data, lambda i: None, delay=0)
+    download_dataset("esc50", root, url=url.replace(".tar.gz", ".zip"), downloads=downloads)
+    assert healthy.ranges == [f"bytes={STEP}-"] and not downloads.exists()
+    assert len(ADAPTERS["esc50"](root)) == len(layouts.ESC50_ROWS)
 
 
 # --- crafted archives: nothing may land outside the root ---------------------------------------

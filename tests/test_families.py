@@ -8,9 +8,12 @@ import sys
 
 import pytest
 
-from audioprobe.errors import AudioprobeError
+from audioprobe.errors import AudioprobeError, OptionError
 from audioprobe.features import families
-from audioprobe.features.families import family, fetch, is_baseline, load_encoder, needs_gpu
+from audioprobe.features.families import (
+    GENERIC_KEYS, family, fetch, is_baseline, load_encoder, needs_gpu, spec_of,
+)
+from audioprobe.features.families.common import BaseEncoder
 from tests.conftest import REPO
 from tests.test_encoders import TA_TINY, TRANSFORMERS
 
@@ -40,10 +43,11 @@ LAYERS = {"logmel": ["log-mel"], "hubert": ["input embedding", "block 1", "block
 def test_every_family_module_provides_the_interface():
     for name in families.FAMILIES:
         module = family(name)
-        for attribute in ("fetch", "load", "needs_gpu", "layer_names", "batching"):
+        for attribute in ("fetch", "load", "layer_names", "batching"):
             assert callable(getattr(module, attribute)), (name, attribute)
-        assert isinstance(module.baseline, bool)
-    assert [n for n in families.FAMILIES if family(n).baseline] == ["logmel"]
+        assert callable(getattr(module, "check", None)) == families.FAMILIES[name].checks, name
+        assert not set(families.FAMILIES[name].options.__annotations__) & set(GENERIC_KEYS), name
+    assert [n for n in families.FAMILIES if families.FAMILIES[n].baseline] == ["logmel"]
     assert [n for n in families.FAMILIES if not needs_gpu({"family": n})] == ["logmel"]
     # CREPE tiny runs on CPUs, full asks for a GPU; any model's gpu setting decides over both
     assert not needs_gpu({"family": "crepe", "capacity": "tiny"})
@@ -52,6 +56,66 @@ def test_every_family_module_provides_the_interface():
     assert not needs_gpu({"family": "transformers", "gpu": False})
     assert is_baseline({"family": "logmel"}) and not is_baseline({"family": "panns"})
     assert not is_baseline({})
+
+
+def namespaced(spec: dict) -> dict:
+    """The config entry of ``spec`` in the current form: the family's options under options."""
+    top = {key: value for key, value in spec.items() if key in GENERIC_KEYS}
+    options = {key: value for key, value in spec.items() if key not in GENERIC_KEYS}
+    if isinstance(options.get("options"), dict):  # hear and custom: the user's keyword arguments
+        options |= options.pop("options")
+    return top | ({"options": options} if options else {})
+
+
+USER_SPECS = {
+    "hear": {"family": "hear", "module": "tinyhear", "weights": "w.pt", "embedding": "scene",
+             "options": {"width": 3}},
+    "custom": {"family": "custom", "class": "myencoder:TinyEncoder", "options": {"width": 12},
+               "gpu": False},
+}
+
+
+@pytest.mark.parametrize("model", sorted(SPECS | USER_SPECS))
+def test_both_config_forms_give_the_same_spec(model):
+    """A model's family options under ``options`` or (deprecated) at the top level: the same
+    spec, so the same fetch_model params and card; the top-level ones are named to move."""
+    flat = (SPECS | USER_SPECS)[model]
+    moved = [key for key in flat if key not in (*GENERIC_KEYS, "options")]
+    assert spec_of(flat) == (flat, moved)
+    new = namespaced(flat)
+    assert "options" in new or not moved
+    assert spec_of(new) == (flat, [])
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"family": "crepe", "options": {"capacity": "huge"}},
+     "options: capacity: 'huge' is not allowed for family crepe; allowed: 'tiny', 'full'"),
+    ({"family": "crepe", "options": {"n_mels": 64}},
+     "options: unknown key 'n_mels' for family crepe; allowed keys: capacity, hop_ms"),
+    ({"family": "logmel", "options": {"n_mels": "64"}},
+     "options: n_mels: '64' is not allowed for family logmel; allowed: any int"),
+    ({"family": "logmel", "n_mels": 32, "options": {"n_mels": 64}},
+     "options.n_mels: also given at the top level; give it once, under options"),
+    ({"family": "transformers", "bundle": "HUBERT_BASE"},
+     "unknown key 'bundle' for family transformers; allowed keys: architecture (or one of "),
+    ({"family": "custom", "options": {"class": 3}},
+     "options: class: 3 is not allowed for family custom; allowed: any str"),
+])
+def test_family_options_are_checked_against_the_familys(entry, message):
+    with pytest.raises(OptionError) as caught:
+        spec_of(entry)
+    assert str(caught.value).startswith(message)
+
+
+def test_every_encoder_shares_the_base():
+    from audioprobe.features.families import (
+        crepe, logmel, panns, torchaudio, transformers, user_code,
+    )
+    encoders = [crepe.CrepeEncoder, logmel.LogMelEncoder, panns.PannsEncoder,
+                torchaudio.TorchaudioEncoder, transformers.TransformersEncoder,
+                transformers.WhisperEncoder, transformers.ASTEncoder, user_code.UserEncoder]
+    assert all(issubclass(cls, BaseEncoder) for cls in encoders)
+    assert all("to" not in vars(cls) for cls in encoders)
 
 
 @pytest.mark.parametrize("model", sorted(SPECS))

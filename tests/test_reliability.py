@@ -202,7 +202,7 @@ CONFIG_REFUSALS = {
                              "config: probes.linear.batch_norm: only an mlp probe takes"),
     "md5 without url": (lambda c: c["datasets"]["demo"].update(download={"md5": "0" * 32}),
                         "config: datasets.demo.download: 'url' is a dependency of 'md5'"),
-    "sample rate": (lambda c: c["models"]["logmel"].update(sample_rate=1_000_000_000),
+    "sample rate": (lambda c: c["models"]["logmel"].update(options={"sample_rate": 1_000_000_000}),
                     "config: models.logmel.sample_rate: 1000000000 is greater than the maximum "
                     "of 192000"),
 }

@@ -33,7 +33,8 @@ from tests.conftest import copy_workflow as copy_repo_workflow
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 import cluster as slurm  # noqa: E402  (tests/slurm/cluster.py)
 
-LOCALRULES = {"all", "demo_dataset", "download_dataset", "fetch_model", "summary", "comparisons"}
+LOCALRULES = {"all", "demo_dataset", "download_dataset", "manifest", "fetch_model", "summary",
+              "comparisons"}
 ACCOUNT = "audioprobe"
 TEST_BUDGET = 1200  # seconds for both workflow runs and the rerun together; CI allows 90 minutes
 # The profile is tested on the log-mel baseline and a small HuBERT: one CPU and one GPU job.
@@ -206,8 +207,7 @@ def test_slurm_profile_resources(tmp_path):
         got = {"gpus": int(res.get("gpu", 0)), "cpus": int(res["cpus_per_task"]),
                "mem_mb": int(res["mem_mb"]), "runtime": int(res["runtime"])}
         assert got == want, (rule, wildcards, got, want)
-    # the manifest job ran before the dry run (test_demo_workflow_through_slurm checks it)
-    assert used == set(promised_requests()) - {"manifest"}, "a README row matches no job"
+    assert used == set(promised_requests()), "a README row matches no job"
 
 
 def test_demo_workflow_through_slurm(cluster, tmp_path):
@@ -249,9 +249,8 @@ def test_demo_workflow_through_slurm(cluster, tmp_path):
                  re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text)}
     remote = {j for j, (rule, local_job, _) in jobs.items() if not local_job}
     assert {rule for rule, local_job, _ in jobs.values() if local_job} <= LOCALRULES
-    assert {jobs[j][0] for j in remote} == {"manifest", "extract_shard", "merge_features",
-                                            "probe", "report"}
-    assert len(remote) == 10, jobs  # manifest, 2 x (extract shard, merge), 2 x 2 probes, report
+    assert {jobs[j][0] for j in remote} == {"extract_shard", "merge_features", "probe", "report"}
+    assert len(remote) == 9, jobs  # 2 x (extract shard, merge), 2 x 2 probes, report
     assert set(submitted) == remote, f"submitted {submitted}, non-local jobs {remote}"
     assert all(not jobs[j][1] for j in submitted)
 

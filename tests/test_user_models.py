@@ -119,9 +119,9 @@ def test_hear_module_and_user_class_run_end_to_end(user_code, tmp_path):
     torch.save(importlib.import_module("tinyhear").load_model().state_dict(), weights)
     set_models(folder, {
         "logmel": {"family": "logmel"},
-        "hear_tiny": {"family": "hear", "module": "tinyhear", "weights": str(weights)},
-        "mine": {"family": "custom", "class": "myencoder:TinyEncoder", "options": {"width": 12},
-                 "gpu": False},
+        "hear_tiny": {"family": "hear", "options": {"module": "tinyhear", "weights": str(weights)}},
+        "mine": {"family": "custom", "gpu": False,
+                 "options": {"class": "myencoder:TinyEncoder", "width": 12}},
     })
     (folder / "fast.yaml").write_text(
         "protocol: {seeds: 1, max_epochs: 30, learning_rates: [0.01], weight_decays: [0.0]}\n")
@@ -177,19 +177,21 @@ def test_changed_user_code_or_weights_are_refused_at_load(user_code, tmp_path):
     card |= {"name": "m", "family": "custom"}
     load_encoder(card)
     (user_code / "myencoder.py").write_text(MYENCODER + "\n# edited\n")
-    with pytest.raises(AudioprobeError, match="changed since the model card was written"):
+    with pytest.raises(AudioprobeError, match=r"model m: the code and weights of myencoder are "
+                                              r"sha256:\w+, not sha256:\w+ as when its card"):
         load_encoder(card)
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"family": "hear", "module": "nosuchmodule"},
+    ({"family": "hear", "options": {"module": "nosuchmodule"}},
      "cannot import module 'nosuchmodule': not found"),
     ({"family": "hear", "module": "needsmissing"},
      "module 'needsmissing' needs the missing package 'nosuchpackage_xyz'"),
-    ({"family": "custom", "class": "myencoder:NoSuchClass"},
+    ({"family": "custom", "options": {"class": "myencoder:NoSuchClass"}},
      "module 'myencoder' has no class 'NoSuchClass'"),
-    ({"family": "custom", "class": "myencoder:TinyEncoder", "options": {"depth": 3}},
+    ({"family": "custom", "options": {"class": "myencoder:TinyEncoder", "depth": 3}},
      "myencoder:TinyEncoder does not take these options"),
+    # the earlier form: family options at the top level, only load_model's under options
     ({"family": "hear", "module": "tinyhear", "embedding": "scene", "options": {"x": 1}},
      "tinyhear.load_model does not take these options"),
 ])

@@ -4,7 +4,7 @@ An adapter is a function ``build(root: Path, **options) -> pandas.DataFrame`` wh
 ``audioprobe.manifest`` (made with ``manifest.make``). To add a dataset, write a module here and
 register its ``build`` in ``ADAPTERS``. The options a dataset's config may give are the
 keyword arguments of its ``build``; their type hints (``Literal[...]`` for a fixed set of values)
-are what ``check_options`` holds a config to before any job runs.
+are what ``check_options`` holds a config to before any job runs (``audioprobe.options``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import pandas as pd
 
-from audioprobe import manifest
-from audioprobe.errors import OptionError
+from audioprobe import manifest, options as typed_options
 from audioprobe.datasets import (
     custom,
     esc50,
@@ -57,13 +56,7 @@ def check_options(adapter: str, options: dict | None) -> None:
     build = ADAPTERS[adapter]
     hints = typing.get_type_hints(build)
     keys = [name for name in inspect.signature(build).parameters if name != "root"]
-    for key, value in (options or {}).items():
-        if key not in keys:
-            raise OptionError(f"unknown key {key!r} for adapter {adapter}; allowed keys: "
-                              f"{', '.join(keys)}")
-        if not _admits(hints[key], value):
-            raise OptionError(f"{key}: {value!r} is not allowed for adapter {adapter}; allowed: "
-                              f"{_describe(hints[key])}")
+    typed_options.check({key: hints[key] for key in keys}, options or {}, f"adapter {adapter}")
 
 
 def with_defaults(adapter: str, options: dict | None) -> dict[str, Any]:
@@ -74,17 +67,3 @@ def with_defaults(adapter: str, options: dict | None) -> dict[str, Any]:
         for name, parameter in inspect.signature(ADAPTERS[adapter]).parameters.items()
         if name != "root"
     }
-
-
-def _admits(hint: Any, value: Any) -> bool:
-    if typing.get_origin(hint) is Literal:
-        return any(value == v and type(value) is type(v) for v in typing.get_args(hint))
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) is Literal:
-        return ", ".join(repr(v) for v in typing.get_args(hint))
-    return f"any {hint.__name__}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from audioprobe import manifest
 from audioprobe.errors import LayoutError
@@ -92,6 +91,8 @@ def _from_folders(root: Path) -> pd.DataFrame:
 
 def assign_folds(df: pd.DataFrame, n_folds: int, seed: int) -> pd.Series:
     """Stratified folds (1..n_folds) that keep every group within one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold  # slow import; planning needs none
+
     if n_folds < manifest.MIN_FOLDS:
         raise LayoutError(f"n_folds is {n_folds}; cross-validation needs at least "
                           f"{manifest.MIN_FOLDS} folds")

@@ -7,6 +7,21 @@ file serves, e.g. ``{"subset": "dev-clean"}``; absent: every option), optional `
 folder of the archive whose contents are moved up into the root) and optional ``into`` (a folder
 of the root to unpack the archive into instead of the root itself).
 
+Transfers go through pooch's ``HTTPDownloader`` (requests), driven by ``ResumingDownloader``, a
+pooch downloader that continues a partial file ``<name>.part`` with an HTTP ``Range`` request
+(and starts it over when the server answers with the whole file). ``fetch`` retries a dropped or
+failed transfer ``ATTEMPTS`` times, each one resuming, and keeps the partial file when it gives
+up, so that the same command resumes it later; only a checksum mismatch deletes it. pooch's own
+retries (``retrieve``, ``Pooch.fetch``) stream each attempt into a fresh temporary file that they
+delete on failure, which is what resuming must avoid; hence this loop around its downloader. The
+progress bar is pooch's progress-bar protocol drawn by tqdm into the log, one line at most every
+``PROGRESS_EVERY`` seconds, not a carriage-return stream. pooch rather than Snakemake's HTTP
+storage plugin: the files a dataset needs depend on its adapter's options (``ARCHIVES``), and
+the job that fetches them checks and unpacks them and deletes each archive once unpacked. With
+the plugin (0.3.1), an archive would be a Snakemake input fetched into Snakemake's local storage
+before the job, without a checksum, written anew on each attempt (no resume), by one more
+package to install where Snakemake runs.
+
 Archives are untrusted input: every member is checked before anything is written (``check_tar``,
 ``check_zip``), whatever the Python version's own ``tarfile`` filters do. A member is refused, with
 its name, when its path is absolute or has a ``..`` component, when it would resolve outside the
@@ -25,10 +40,15 @@ import os
 import shutil
 import stat
 import tarfile
+import time
 import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import pooch
+import requests
+from tqdm import tqdm
 
 from audioprobe.datasets import ADAPTERS, with_defaults
 from audioprobe.errors import AudioprobeError, UnsafeArchiveError
@@ -38,46 +58,185 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 UNIX = 3  # a zip member's create_system whose external attributes hold a Unix file mode
+ATTEMPTS = 5  # transfers of one file before giving up; each one resumes the partial file
+WAIT = 2.0  # seconds before the second attempt, doubled before each later one
+PROGRESS_EVERY = 10.0  # seconds between two progress lines in the log
+TRANSIENT_STATUS = (408, 416, 429)  # client errors worth another attempt (and every 5xx)
 
 
 class DownloadError(AudioprobeError):
     """A download failed, or its checksum does not match the published one."""
 
 
-def fetch(
-    url: str, dest: Path, sha256: str | None = None, md5: str | None = None, timeout: float = 60
-) -> Path:
-    """Stream ``url`` to ``dest`` through ``dest.part``, checking the given checksums."""
-    return _fetch(url, dest, sha256, md5, timeout)[0]
+class _LogLines:
+    """A text stream for tqdm that logs each refreshed bar as one line (no carriage returns)."""
+
+    def write(self, text: str) -> None:
+        for line in text.replace("\r", "\n").split("\n"):
+            if line.strip():
+                log.info("%s", line.strip())
+
+    def flush(self) -> None:
+        pass
 
 
-def _fetch(url: str, dest: Path, sha256: str | None, md5: str | None, timeout: float = 60
-           ) -> tuple[Path, str]:
-    """``fetch``, returning the file and its sha256 (computed while streaming)."""
+class _LogProgress:
+    """pooch's progress-bar protocol (``total``, ``update``, ``reset``, ``close``) for a
+    transfer that continues ``offset`` bytes already on disk: a tqdm bar of the whole file."""
+
+    def __init__(self, name: str, offset: int) -> None:
+        self.name, self.offset, self.bar = name, offset, None
+
+    @property
+    def total(self) -> int | None:
+        return None if self.bar is None else self.bar.total
+
+    @total.setter
+    def total(self, remaining: int) -> None:  # pooch sets the response's content-length
+        self.bar = tqdm(total=self.offset + remaining if remaining else None, initial=self.offset,
+                        desc=self.name, unit="B", unit_scale=True, unit_divisor=1024, ascii=True,
+                        ncols=100, mininterval=PROGRESS_EVERY, file=_LogLines())
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def reset(self) -> None:  # pooch resets the bar, then fills it to the total, when done
+        self.bar.n = self.offset
+
+    def close(self, size: int | None = None) -> None:
+        if self.bar is not None:
+            if size is not None:  # pooch counts whole chunks: show the bytes on disk
+                self.bar.n = size
+            self.bar.close()
+            self.bar = None
+
+
+class ResumingDownloader:
+    """A pooch downloader (``downloader(url, output_file, pooch)``) that continues the partial
+    file ``output_file`` from its size with an HTTP ``Range`` request, through pooch's
+    ``HTTPDownloader``; a server that ignores the range sends the whole file, which then
+    replaces the partial one."""
+
+    def __init__(self, timeout: float = 60) -> None:
+        self.timeout = timeout
+
+    def __call__(self, url: str, output_file: str | Path, pooch_: Any = None,
+                 check_only: bool = False) -> bool | None:
+        if check_only:
+            return pooch.HTTPDownloader(timeout=self.timeout)(url, output_file, pooch_, True)
+        with open(output_file, "ab") as out:  # every write lands at the end
+            offset = out.tell()
+            progress = _LogProgress(Path(output_file).name.removesuffix(".part"), offset)
+            complete = False
+
+            def started(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+                nonlocal complete
+                if response.status_code == 200 and offset:
+                    log.info("%s does not resume downloads; fetching the whole file again", url)
+                    out.seek(0)
+                    out.truncate()
+                    progress.offset = 0
+                elif response.status_code == 206 and not response.headers.get(
+                        "Content-Range", "").startswith(f"bytes {offset}-"):
+                    raise requests.exceptions.ContentDecodingError(
+                        f"the server resumed at {response.headers.get('Content-Range')!r}, "
+                        f"not at byte {offset}")
+                elif response.status_code == 416:  # nothing left after ``offset``, or less
+                    complete = response.headers.get("Content-Range") == f"bytes */{offset}"
+                    if not complete:
+                        out.seek(0)
+                        out.truncate()
+
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+                log.info("resuming %s at byte %d", url, offset)
+            transfer = pooch.HTTPDownloader(progressbar=progress, chunk_size=CHUNK,
+                                            timeout=self.timeout, headers=headers,
+                                            hooks={"response": started})
+            try:
+                transfer(url, out, pooch_)
+            except requests.HTTPError:
+                if not complete:
+                    raise
+            finally:
+                out.flush()
+                progress.close(out.tell())
+        return None
+
+
+def _transient(error: requests.RequestException) -> bool:
+    """Whether another attempt may succeed: a dropped connection, a timeout, a server error."""
+    if isinstance(error, requests.HTTPError):
+        status = error.response.status_code if error.response is not None else 500
+        return status >= 500 or status in TRANSIENT_STATUS
+    return isinstance(error, (requests.ConnectionError, requests.Timeout,
+                              requests.exceptions.ChunkedEncodingError,
+                              requests.exceptions.ContentDecodingError))
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, md5: str | None = None,
+          timeout: float = 60, attempts: int | None = None, wait: float | None = None) -> Path:
+    """Download ``url`` to ``dest`` through ``dest.part``, resuming, retrying and checking the
+    given checksums (see the module docstring); ``attempts`` and ``wait`` default to
+    ``ATTEMPTS`` and ``WAIT``."""
+    return _fetch(url, dest, sha256, md5, timeout, attempts, wait)[0]
+
+
+def _fetch(url: str, dest: Path, sha256: str | None, md5: str | None, timeout: float = 60,
+           attempts: int | None = None, wait: float | None = None) -> tuple[Path, str]:
+    """``fetch``, returning the file and its sha256."""
+    attempts, wait = attempts or ATTEMPTS, WAIT if wait is None else wait
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if dest.exists() and not part.exists():  # fetched by an earlier run that failed later on:
+        dest.replace(part)  # checked again (the server has nothing left to send)
+    download = ResumingDownloader(timeout)
+    for attempt in range(1, attempts + 1):
+        try:
+            download(url, part)
+            break
+        except requests.RequestException as exc:
+            reason = " ".join(str(exc).split())
+            if not _transient(exc) or attempt == attempts:
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                raise DownloadError(f"could not download {url} to {dest}{tries}: {reason}"
+                                    f"{_kept(part)}") from exc
+            pause = wait * 2 ** (attempt - 1)
+            log.warning("download of %s failed (attempt %d of %d: %s); resuming in %g s",
+                        url, attempt, attempts, reason, pause)
+            time.sleep(pause)
+        except OSError as exc:  # the local disk: full, or not writable
+            raise DownloadError(f"could not write {part}: {exc}{_kept(part)}") from exc
     expected = {name: value.lower() for name, value in (("sha256", sha256), ("md5", md5)) if value}
-    hashes = {name: hashlib.new(name) for name in {"sha256", *expected}}
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as out:
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                out.write(chunk)
-                for digest in hashes.values():
-                    digest.update(chunk)
-        for name, want in expected.items():
-            got = hashes[name].hexdigest()
-            if got != want:
-                raise DownloadError(f"checksum mismatch for {url}: expected {name} {want}, "
-                                    f"got {got}; the partial download was removed")
-    except OSError as exc:  # urllib.error.URLError and HTTPError included
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"could not download {url} to {dest}: {exc}") from exc
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    digests = _digests(part, {"sha256", *expected})
+    for name, want in expected.items():
+        if digests[name] != want:
+            part.unlink()
+            raise DownloadError(f"checksum mismatch for {url}: expected {name} {want}, "
+                                f"got {digests[name]}; the download was removed")
     part.replace(dest)
-    return dest, hashes["sha256"].hexdigest()
+    return dest, digests["sha256"]
+
+
+def _kept(part: Path) -> str:
+    """Where the bytes fetched so far wait for the next attempt; an empty part is removed."""
+    if part.exists() and part.stat().st_size:
+        return (f"; the {part.stat().st_size} bytes fetched are kept in {part}, and the same "
+                "command resumes from there")
+    part.unlink(missing_ok=True)
+    return ""
+
+
+def _digests(path: Path, names: set[str]) -> dict[str, str]:
+    """The hex digests ``names`` (hashlib algorithms) of the file, in one pass over it."""
+    hashes = {name: hashlib.new(name) for name in names}
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            for digest in hashes.values():
+                digest.update(chunk)
+    return {name: digest.hexdigest() for name, digest in hashes.items()}
 
 
 def extract(archive: Path, into: Path) -> Path:
@@ -194,14 +353,17 @@ def download_dataset(
     url: str | None = None,
     sha256: str | None = None,
     md5: str | None = None,
+    downloads: Path | None = None,
 ) -> list[dict]:
     """Download and unpack ``adapter``'s files into ``root``, the folder the adapter then reads;
     return one record per file fetched: its ``url``, ``sha256`` and ``checked`` (the checksums it
     was checked against; empty for a file that has none, which is also logged as a warning).
 
     ``url`` (with its own ``sha256`` / ``md5``) replaces the official address of a dataset
-    published as a single file, e.g. to use a mirror. On any failure, a ``root`` this call made
-    is removed again, and so is every file it fetched into a ``root`` that was there before.
+    published as a single file, e.g. to use a mirror. Archives are fetched into ``downloads``
+    (default: ``.<root>.downloads`` beside the root) and deleted once unpacked (or refused).
+    On any failure, a ``root`` this call made is removed again; ``downloads`` keeps a partial
+    archive for the next call to resume, and is removed when it holds nothing.
     """
     entries = archives(adapter, options)
     if url is not None:
@@ -212,24 +374,30 @@ def download_dataset(
     elif sha256 or md5:
         raise ValueError("sha256/md5 check a url given with them; the official files carry theirs")
     root = Path(root)
+    downloads = Path(downloads) if downloads else root.with_name(f".{root.name}.downloads")
     made = not root.exists()
     try:
-        return [_install(entry, root) for entry in entries]
+        records = [_install(entry, root, downloads) for entry in entries]
     except BaseException:
         if made:
             shutil.rmtree(root, ignore_errors=True)
+        if downloads.is_dir() and not any(downloads.iterdir()):
+            downloads.rmdir()
         raise
+    shutil.rmtree(downloads, ignore_errors=True)
+    return records
 
 
-def _install(entry: dict, root: Path) -> dict:
+def _install(entry: dict, root: Path, downloads: Path) -> dict:
     name = Path(urllib.parse.urlsplit(entry["url"]).path).name
-    path, sha256 = _fetch(entry["url"], root / name, entry.get("sha256"), entry.get("md5"))
+    target = root if not name.lower().endswith(ARCHIVE_SUFFIXES) else downloads
+    path, sha256 = _fetch(entry["url"], target / name, entry.get("sha256"), entry.get("md5"))
     checked = [kind for kind in ("sha256", "md5") if entry.get(kind)]
     if not checked:
         log.warning("%s has no checksum to check; the file fetched has sha256 %s: pin it with "
                     "download: {url: %s, sha256: %s}", entry["url"], sha256, entry["url"], sha256)
     record = {"url": entry["url"], "sha256": sha256, "checked": checked}
-    if not name.lower().endswith(ARCHIVE_SUFFIXES):
+    if target == root:
         return record
     try:
         extract(path, root / entry.get("into", ""))

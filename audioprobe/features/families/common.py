@@ -1,6 +1,7 @@
-"""What the model families share: padding masks, the wav2vec2-style convolutional front end
-on padded batches, the hashes and seed that identify a model's weights in its card, and the one
-way a family loads a checkpoint file (``safe_torch_load``)."""
+"""What the model families share: the encoders' base class, padding masks, the wav2vec2-style
+convolutional front end on padded batches, the hashes and seed that identify a model's weights in its card, and the one
+way a family loads a checkpoint file (``safe_torch_load``). torch is imported where it is used,
+so that the hashes serve the fetch of a weight-free model without it."""
 
 from __future__ import annotations
 
@@ -9,20 +10,37 @@ import json
 import logging
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from audioprobe.errors import UnsafeCheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 HUB_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")
 RANDOM_SEED = 0
 
+
+class BaseEncoder:
+    """What every family's encoder shares: ``to(device)`` moves its torch module (the attribute
+    ``device_module`` names; the user's model only where it is one), and waveforms are given
+    as they are unless the encoder says it normalises them (``normalizes_waveform``)."""
+
+    device_module = "model"
+    normalizes_waveform = False
+
+    def to(self, device: torch.device) -> BaseEncoder:
+        from torch import nn
+
+        module = getattr(self, self.device_module)
+        if isinstance(module, nn.Module):
+            setattr(self, self.device_module, module.to(device))
+        return self
 
 
 def config_hash(spec: dict) -> str:
@@ -74,6 +92,8 @@ def safe_torch_load(path: str | Path, trust: bool = False) -> Any:
     is loaded) is refused (UnsafeCheckpointError) unless ``trust``: the model's explicit
     ``trust_checkpoint: true``, which its card carries so that every job that loads it makes the
     same choice."""
+    import torch
+
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -88,32 +108,41 @@ def safe_torch_load(path: str | Path, trust: bool = False) -> Any:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def checked_weights(card: dict) -> None:
-    """Refuse weights on disk that are not the ones the card's revision names: a local
-    checkpoint (or downloaded weights) hashed at fetch time and changed since. Hub snapshots
-    (named by their commit) and random weights (built from the card) are what they say."""
+def checked_weights(card: dict, module: Any) -> None:
+    """Refuse what is on disk when it is not what the card's revision names, for every family
+    alike: the family's ``revision_now(card)`` (the user's code and weights, for ``hear`` and
+    ``custom``) where it has one, else a local checkpoint (or downloaded weights, ``path``)
+    hashed at fetch time. Hub snapshots (named by their commit) and random weights (built from
+    the card) are what they say."""
     revision, path = card.get("revision", ""), card.get("path")
-    if not revision.startswith("sha256:") or path is None or card.get("random_weights"):
+    if hasattr(module, "revision_now"):
+        what, found = module.revision_now(card)
+    elif revision.startswith("sha256:") and path is not None and not card.get("random_weights"):
+        what = f"weights at {path}"
+        found = content_hash(Path(path)) if Path(path).exists() else "missing"
+    else:
         return
-    found = content_hash(Path(path)) if Path(path).exists() else "missing"
     if found != revision:
         from audioprobe.errors import AudioprobeError
 
         raise AudioprobeError(
-            f"model {card.get('name', card.get('model_id'))}: the weights at {path} are "
-            f"{found}, not {revision} as when its card was written (the checkpoint changed): "
-            "run the workflow again to fetch and extract it anew, and label with a probe "
-            "trained on these weights")
+            f"model {card.get('name', card.get('model_id'))}: the {what} are {found}, not "
+            f"{revision} as when its card was written (they changed): run the workflow again "
+            "to fetch and extract it anew, and label with a probe trained on these weights")
 
 
 def valid(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(batch, width) mask of each clip's first ``lengths`` positions, on the lengths' device."""
+    import torch
+
     return torch.arange(width, device=lengths.device) < lengths[:, None]
 
 
 def reflect_pad(waves: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
     """Pad each clip of a padded batch (batch, samples) by ``pad`` samples at both ends,
     reflected at the clip's own ends, as a centred STFT pads a clip alone."""
+    import torch
+
     index = torch.arange(-pad, waves.shape[1] + pad, device=waves.device).abs()[None]
     last = lengths[:, None] - 1
     index = torch.where(index > last, 2 * last - index, index).clamp(min=0)
@@ -124,6 +153,8 @@ def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm
     """``norm`` on (batch, channels, frames) with each clip's statistics over its own first
     ``lengths`` frames (the module itself would count the padding in); two-pass statistics in
     fp32, as autocast runs group norm."""
+    import torch
+
     batch, channels, frames = x.shape
     x = x.float()
     pad = ~valid(lengths, frames)[:, None, :]
@@ -150,6 +181,9 @@ def conv_front_end(layers: nn.ModuleList, waves: torch.Tensor, lengths: torch.Te
     padded waves (batch, samples), group norm (base models) over each clip's own frames.
     Layer-norm layers normalise each frame and convolutions see no further than their kernel,
     so a clip's valid frames are its own. Returns (batch, channels, frames), valid frames."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
     from torchaudio.models.wav2vec2.components import ConvLayerBlock
 
     x = waves[:, None]

@@ -15,16 +15,15 @@ as with PANNs).
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, safe_torch_load, valid,
+    BaseEncoder, RANDOM_SEED, config_hash, content_hash, safe_torch_load, valid,
 )
 
-baseline = False
+if TYPE_CHECKING:  # the encoder imports torch; fetch (a card, the weights hashed) needs none
+    import torch
 
 SAMPLE_RATE = 16000
 WINDOW = 1024  # samples per frame (torchcrepe.WINDOW_SIZE)
@@ -32,12 +31,6 @@ CAPACITIES = ("tiny", "full")
 LAYERS = 7  # conv blocks 1-5, the embedding (block 5 flattened), conv block 6
 FRAME_BYTES = 1 << 25  # first-block activations of one chunk of frames, at most (32 MB: tiny runs 256
 # frames a chunk, 10-15% faster on a CPU than 2048)
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Full (about 11 CPU-seconds per audio-second at a 10 ms hop) extracts on a GPU; tiny runs
-    on a CPU."""
-    return spec.get("capacity", "full") == "full"
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -86,7 +79,7 @@ def load(card: dict) -> CrepeEncoder:
     return CrepeEncoder(card["capacity"], card.get("hop_ms", 10), path, card.get("seed", 0))
 
 
-class CrepeEncoder:
+class CrepeEncoder(BaseEncoder):
     """CREPE ``tiny`` or ``full`` on padded batches of 16 kHz waves.
 
     Each clip is zero-padded by half a frame at both ends and cut into ``1 + samples // hop``
@@ -98,13 +91,14 @@ class CrepeEncoder:
     """
 
     prepares_on_device = True
-    normalizes_waveform = False  # each frame is normalised instead
+    # normalizes_waveform stays False: each frame is normalised instead
     sample_rate = SAMPLE_RATE
     min_samples = 1
     n_layers = LAYERS
 
     def __init__(self, capacity: str = "full", hop_ms: float = 10, path: Path | None = None,
                  seed: int = 0) -> None:
+        import torch
         from torchcrepe import Crepe
 
         torch.manual_seed(seed)
@@ -118,17 +112,17 @@ class CrepeEncoder:
         self.chunk = max(1, FRAME_BYTES // (4 * first))
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
+        from torch.nn.utils.rnn import pad_sequence
 
-    def to(self, device: torch.device) -> "CrepeEncoder":
-        self.model = self.model.to(device)
-        return self
+        return {"waves": pad_sequence(waves, batch_first=True)}
 
     def blocks(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """The layers of (n, 1024) normalised frames, (n, dim) each, zero-padded to ``dim``.
 
         torchcrepe's ``Crepe.layer`` (pad, convolve, ReLU, batch norm, 2x max pooling) with its
         (k, 1) kernels as 1-d convolutions: the same arithmetic, about twice as fast on a CPU."""
+        import torch.nn.functional as F
+
         m = self.model
         x = frames[:, None, :]
         out = []
@@ -144,9 +138,17 @@ class CrepeEncoder:
                 out.append(x.flatten(1))  # torchcrepe.embed: block 5's output
         return [F.pad(h, (0, self.dim - h.shape[1])) for h in out]
 
-    @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        waves = F.pad(batch["waves"], (WINDOW // 2, WINDOW // 2))
+        import torch
+
+        with torch.inference_mode():
+            return self._layers(batch["waves"], lengths)
+
+    def _layers(self, waves: torch.Tensor, lengths: torch.Tensor):
+        import torch
+        import torch.nn.functional as F
+
+        waves = F.pad(waves, (WINDOW // 2, WINDOW // 2))
         frames = waves.unfold(1, WINDOW, self.hop)  # (batch, samples // hop + 1, WINDOW)
         n_clips, width = frames.shape[:2]
         counts = lengths // self.hop + 1

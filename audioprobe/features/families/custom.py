@@ -27,13 +27,6 @@ import torch
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """A neural network of unknown cost extracts on a GPU (``gpu: false`` says otherwise)."""
-    return True
-
 
 def layer_names(n_layers: int) -> list[str]:
     """Layers by index (a class's own ``layer_names`` take precedence)."""
@@ -95,11 +88,15 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
                    "batched": batched, "min_samples": min_samples}
 
 
+def revision_now(card: dict) -> tuple[str, str]:
+    """The class's module and weights, and their hash now."""
+    return user_code.revision_now(card, card["class"].partition(":")[0])
+
+
 def load(card: dict) -> user_code.UserEncoder:
-    """The user's model (its code and weights checked against the card)."""
+    """The user's model (``load_encoder`` checks its code and weights against the card)."""
     module_name, _, class_name = card["class"].partition(":")
     module = user_code.import_module(module_name, f"model {card['name']}")
-    user_code.check_revision(card, module)
     model = _build(getattr(module, class_name), card, card["name"])
     return user_code.UserEncoder(model, model, card["sample_rate"], card["n_layers"],
                                  card["batched"], card["layer_names"], card["min_samples"])

@@ -28,14 +28,7 @@ import torch
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families import user_code
 
-baseline = False
-
 EMBEDDINGS = {"timestamp": "get_timestamp_embeddings", "scene": "get_scene_embeddings"}
-
-
-def needs_gpu(spec: dict) -> bool:
-    """A neural network of unknown cost extracts on a GPU (``gpu: false`` says otherwise)."""
-    return True
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -86,10 +79,14 @@ def fetch(name: str, spec: dict, models_dir: Path) -> dict:
                    "batching_error": error if math.isfinite(error) else None}
 
 
+def revision_now(card: dict) -> tuple[str, str]:
+    """The module's code and weights, and their hash now."""
+    return user_code.revision_now(card, card["module"])
+
+
 def load(card: dict) -> user_code.UserEncoder:
-    """The module's model (its code and weights checked against the card)."""
+    """The module's model (``load_encoder`` checks its code and weights against the card)."""
     module = user_code.import_module(card["module"], f"model {card['name']}")
-    user_code.check_revision(card, module)
     model = _load_model(module, card, card["name"])
     run = _runner(module, model, card["embedding"])
     return user_code.UserEncoder(run, model, card["sample_rate"], card["n_layers"],

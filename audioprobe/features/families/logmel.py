@@ -1,21 +1,16 @@
-"""Family ``logmel``: the weight-free baseline, log-mel frames as a single "layer"."""
+"""Family ``logmel``: the weight-free baseline, log-mel frames as a single "layer". Its fetch
+writes a card without importing torch (the encoder imports it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-import torchaudio.transforms as T
+from typing import TYPE_CHECKING
 
 from audioprobe import __version__
-from audioprobe.features.families.common import reflect_pad
+from audioprobe.features.families.common import BaseEncoder, reflect_pad
 
-baseline = True
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Log-mel frames are cheap: extraction runs on the CPU."""
-    return False
+if TYPE_CHECKING:
+    import torch
 
 
 def fetch(name: str, spec: dict, models_dir: Path) -> dict:
@@ -39,15 +34,17 @@ def batching(card: dict) -> str:
     return "padded"
 
 
-class LogMelEncoder:
+class LogMelEncoder(BaseEncoder):
     """Weight-free baseline: log-mel spectrogram frames as a single "layer". Centred frames:
     each clip is reflection-padded at its own ends (``reflect_pad``), so the last frames of a
     clip in a padded batch are those it gets alone."""
 
     prepares_on_device = True
-    normalizes_waveform = False
+    device_module = "melspec"
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64) -> None:
+        import torchaudio.transforms as T
+
         self.sample_rate = sample_rate
         self.hop = sample_rate // 100
         self.min_samples = 2 * self.hop
@@ -59,14 +56,15 @@ class LogMelEncoder:
         self.n_layers = 1
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
+        from torch.nn.utils.rnn import pad_sequence
 
-    def to(self, device: torch.device) -> "LogMelEncoder":
-        self.melspec = self.melspec.to(device)
-        return self
+        return {"waves": pad_sequence(waves, batch_first=True)}
 
-    @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
-        mel = self.melspec(reflect_pad(batch["waves"], lengths, self.n_fft // 2))  # (B, mels, T)
-        frames = torch.log(mel + 1e-6).transpose(1, 2)
+        import torch
+
+        with torch.inference_mode():
+            # (batch, mels, frames)
+            mel = self.melspec(reflect_pad(batch["waves"], lengths, self.n_fft // 2))
+            frames = torch.log(mel + 1e-6).transpose(1, 2)
         return [frames], lengths // self.hop + 1

@@ -15,15 +15,8 @@ import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
+    BaseEncoder, RANDOM_SEED, config_hash, content_hash, reflect_pad, safe_torch_load, valid,
 )
-
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """CNN14 extracts on a GPU."""
-    return True
 
 
 def load(card: dict) -> PannsEncoder:
@@ -125,7 +118,7 @@ def panns_checkpoint_info(state: dict) -> dict:
             "classes_num": int(state.get("fc_audioset.weight", torch.empty(527)).shape[0])}
 
 
-class PannsEncoder:
+class PannsEncoder(BaseEncoder):
     """PANNs CNN14 (``panns_inference.models.Cnn14``) from a checkpoint file, or random weights.
 
     Layers (``n_layers`` = 7), one vector per window each: the outputs of conv blocks 1-6
@@ -142,7 +135,6 @@ class PannsEncoder:
     """
 
     prepares_on_device = True
-    normalizes_waveform = False
 
     def __init__(self, sample_rate: int = 32000, path: str | None = None,
                  random_weights: bool = False, seed: int = 0, classes_num: int = 527,
@@ -173,10 +165,6 @@ class PannsEncoder:
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "PannsEncoder":
-        self.model = self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):

@@ -12,15 +12,9 @@ import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError, UnsafeCheckpointError
 from audioprobe.features.families.common import (
-    RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint, valid,
+    BaseEncoder, RANDOM_SEED, config_hash, content_hash, conv_front_end, untrusted_checkpoint,
+    valid,
 )
-
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Bundles extract on a GPU."""
-    return True
 
 
 def load(card: dict) -> TorchaudioEncoder:
@@ -106,7 +100,7 @@ def torchaudio_params(bundle, overrides: dict | None) -> dict:
     return params | dict(overrides or {})
 
 
-class TorchaudioEncoder:
+class TorchaudioEncoder(BaseEncoder):
     """A ``torchaudio.pipelines`` wav2vec2 / HuBERT / WavLM bundle, through
     ``Wav2Vec2Model.extract_features(waves, lengths)``: one layer per transformer block.
 
@@ -147,10 +141,6 @@ class TorchaudioEncoder:
         if self.normalize:
             waves = [F.layer_norm(w, w.shape) for w in waves]
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "TorchaudioEncoder":
-        self.model = self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):

@@ -16,7 +16,7 @@ from torch import nn
 
 from audioprobe.errors import AudioprobeError
 from audioprobe.features.families.common import (
-    HUB_PATTERNS, RANDOM_SEED, config_hash, content_hash, conv_front_end, valid,
+    BaseEncoder, HUB_PATTERNS, RANDOM_SEED, config_hash, content_hash, conv_front_end, valid,
 )
 
 WAV2VEC2_FAMILY = {"hubert", "wav2vec2", "wavlm", "data2vec-audio", "wav2vec2-conformer"}
@@ -24,13 +24,6 @@ WAV2VEC2_FAMILY = {"hubert", "wav2vec2", "wavlm", "data2vec-audio", "wav2vec2-co
 # waveform models run each clip alone through their own forward.
 PADDED_EXACT = {"hubert", "wav2vec2", "wavlm", "data2vec-audio"}
 FIXED_LENGTH = {"whisper", "audio-spectrogram-transformer"}
-
-baseline = False
-
-
-def needs_gpu(spec: dict) -> bool:
-    """Transformer encoders extract on a GPU."""
-    return True
 
 
 def load(card: dict) -> TransformersEncoder | WhisperEncoder | ASTEncoder:
@@ -164,7 +157,7 @@ def positional_conv(embed: nn.Module, x: torch.Tensor, keep: torch.Tensor) -> to
     return h.transpose(1, 2)
 
 
-class TransformersEncoder:
+class TransformersEncoder(BaseEncoder):
     """A transformers waveform encoder saved in a folder (hub snapshot or local checkpoint):
     hubert, wav2vec2, wavlm, data2vec-audio and the like.
 
@@ -211,10 +204,6 @@ class TransformersEncoder:
             waves, batch_first=True, padding_value=self.extractor.padding_value)
         return {"input_values": values}
 
-    def to(self, device: torch.device) -> "TransformersEncoder":
-        self.model = self.model.to(device)
-        return self
-
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
         if self.model.config.model_type not in PADDED_EXACT:
@@ -255,7 +244,7 @@ class TransformersEncoder:
         return layers, frames
 
 
-class WhisperEncoder:
+class WhisperEncoder(BaseEncoder):
     """Whisper's encoder (the decoder is dropped).
 
     The feature extractor always pads (or truncates) the log-mel input to ``chunk_length``
@@ -268,7 +257,7 @@ class WhisperEncoder:
     """
 
     prepares_on_device = False
-    normalizes_waveform = False  # its extractor is called without do_normalize
+    # normalizes_waveform stays False: its extractor is called without do_normalize
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
@@ -294,10 +283,6 @@ class WhisperEncoder:
             truncation=True, return_attention_mask=False, return_tensors="pt")
         return {"input_features": inputs["input_features"]}
 
-    def to(self, device: torch.device) -> "WhisperEncoder":
-        self.model = self.model.to(device)
-        return self
-
     def frames(self, lengths: torch.Tensor) -> torch.Tensor:
         """Encoder frames covering each clip: ceil(samples / (2 hop)), at most the context."""
         return torch.clamp(-(-lengths // (2 * self.hop)), min=1, max=self.max_frames)
@@ -310,7 +295,7 @@ class WhisperEncoder:
         return [h[:, :keep] for h in out.hidden_states], frames
 
 
-class ASTEncoder:
+class ASTEncoder(BaseEncoder):
     """Audio Spectrogram Transformer (``ASTModel``).
 
     The feature extractor pads (or truncates) every clip's Kaldi fbank to ``max_length``
@@ -327,7 +312,7 @@ class ASTEncoder:
     """
 
     prepares_on_device = False
-    normalizes_waveform = False  # its extractor normalises the fbank, not the wave
+    # normalizes_waveform stays False: its extractor normalises the fbank, not the wave
 
     def __init__(self, folder: str | Path) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
@@ -348,10 +333,6 @@ class ASTEncoder:
         inputs = self.extractor([w.cpu().numpy() for w in waves], sampling_rate=self.sample_rate,
                                 return_tensors="pt")
         return {"input_values": inputs["input_values"]}
-
-    def to(self, device: torch.device) -> "ASTEncoder":
-        self.model = self.model.to(device)
-        return self
 
     def columns_covered(self, lengths: torch.Tensor) -> torch.Tensor:
         """Patch columns (time positions) that start inside each clip of ``lengths`` samples."""

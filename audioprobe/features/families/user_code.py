@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from audioprobe.errors import AudioprobeError
-from audioprobe.features.families.common import content_hash
+from audioprobe.features.families.common import BaseEncoder, content_hash
 
 # (padded waves (batch, samples), lengths (batch,)) -> (layers, valid frames)
 Run = Callable[[torch.Tensor, torch.Tensor], tuple[list[torch.Tensor], torch.Tensor]]
@@ -76,14 +76,11 @@ def revision(module: ModuleType, weights: Path | None) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def check_revision(card: dict, module: ModuleType) -> None:
-    """Refuse to load code or weights that changed since the card was written."""
+def revision_now(card: dict, module_name: str) -> tuple[str, str]:
+    """What the revision of a ``hear`` or ``custom`` card hashes, and its hash now."""
+    module = import_module(module_name, f"model {card['name']}")
     found = revision(module, Path(card["weights"]) if card.get("weights") else None)
-    if found != card["revision"]:
-        raise AudioprobeError(
-            f"model {card['name']}: its code or weights changed since the model card was "
-            f"written ({card['revision']}, now {found}); run the fetch_model rule again "
-            "(snakemake --forcerun fetch_model)")
+    return f"code and weights of {module_name}", found
 
 
 def batching_error(run: Run, sample_rate: int, min_samples: int = 1) -> float:
@@ -108,13 +105,13 @@ def batching_error(run: Run, sample_rate: int, min_samples: int = 1) -> float:
     return worst
 
 
-class UserEncoder:
+class UserEncoder(BaseEncoder):
     """A user's model behind audioprobe's encoder interface: ``run`` on the padded batch when
     batching was found exact at fetch time, else on each clip alone (frames padded); layers of
     different widths are zero-padded to the widest."""
 
     prepares_on_device = True
-    normalizes_waveform = False  # the user's code may; audioprobe does not
+    # normalizes_waveform stays False: the user's code may normalise; audioprobe does not
 
     def __init__(self, run: Run, model: object, sample_rate: int, n_layers: int,
                  batched: bool, layer_names: list[str], min_samples: int = 1) -> None:
@@ -128,11 +125,6 @@ class UserEncoder:
 
     def prepare(self, waves: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)}
-
-    def to(self, device: torch.device) -> "UserEncoder":
-        if isinstance(self.model, torch.nn.Module):
-            self.model = self.model.to(device)
-        return self
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, torch.Tensor], lengths: torch.Tensor):
