@@ -374,12 +374,13 @@ def wildcard_values(name, chosen):
 
 
 def label_efficiency_files(kind):
-    """The fraction runs or predictions of every dataset, model and label-efficiency probe
-    (none when every fraction is 1: the probe jobs have those)."""
+    """The fraction ``kind`` (runs or predictions) of every dataset, model and
+    label-efficiency probe (none when every fraction is 1: the probe jobs have those).
+    """
     if all(f >= 1 for f in config["label_efficiency"]["fractions"]):
         return []
     return expand(
-        f"results/label_efficiency/{kind}/{{dataset}}/{{model}}/{{probe}}.csv",
+        getattr(rules.label_efficiency_probe.output, kind),
         dataset=DATASETS,
         model=MODELS,
         probe=LABEL_EFFICIENCY_PROBES,
@@ -387,9 +388,10 @@ def label_efficiency_files(kind):
 
 
 def label_efficiency_full(kind):
-    """The probe jobs' own runs or predictions (fraction 1) of the label-efficiency probes."""
+    """The probe jobs' own ``kind`` (runs or predictions: fraction 1) of the label-efficiency
+    probes."""
     return expand(
-        f"results/{kind}/{{dataset}}/{{model}}/{{probe}}.csv",
+        getattr(rules.probe.output, kind),
         dataset=DATASETS,
         model=MODELS,
         probe=LABEL_EFFICIENCY_PROBES,

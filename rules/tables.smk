@@ -58,7 +58,7 @@ rule comparisons:
 
 rule label_efficiency:
     input:
-        runs=label_efficiency_full("probes"),
+        runs=label_efficiency_full("runs"),
         predictions=label_efficiency_full("predictions"),
         fraction_runs=label_efficiency_files("runs"),
         fraction_predictions=label_efficiency_files("predictions"),
@@ -102,7 +102,7 @@ rule layer_similarity:
 
 rule supplement:
     input:
-        summary="results/tables/summary.csv",
+        summary=rules.summary.output.summary,
         references="report/reference_results.csv",
     output:
         csv="results/supplement/models_datasets.csv",
