@@ -28,6 +28,8 @@ localrules:
     fetch_model,
     summary,
     comparisons,
+    label_efficiency,
+    supplement,
 
 
 STORES = expand(rules.merge_features.output.store, dataset=DATASETS, model=MODELS)
@@ -40,5 +42,6 @@ rule all:
         rules.summary.output.summary,
         rules.comparisons.output.comparisons,
         rules.report.output.html,
+        rules.supplement.output,
         # the stores too: one removed as unreadable (rules/common.smk) is built again
         STORES,

@@ -32,8 +32,12 @@ class Run:
     layers: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    label_efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
     predictions: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    curves: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    layer_weights: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     stores: dict[tuple[str, str], Path] = field(default_factory=dict)
+    similarity: dict[str, Path] = field(default_factory=dict)
     rejected: dict[tuple[str, str], Path] = field(default_factory=dict)
     manifests: dict[str, Path] = field(default_factory=dict)
     notes: dict[str, dict] = field(default_factory=dict)
@@ -98,6 +102,14 @@ class Run:
         """Test predictions at each round's chosen layer, every round and seed (ids and labels
         such as "NA" kept as text)."""
         return read_predictions(self.predictions[dataset, model, probe])
+
+    def keyed_table(self, files: dict[tuple, Path]) -> pd.DataFrame:
+        """The tables of ``files`` (keyed by dataset, model, probe), stacked with their keys
+        as columns; empty when there are none."""
+        frames = [read_table(path).assign(dataset=key[0], model=key[1], probe=key[2])
+                  for key, path in files.items() if Path(path).exists()]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def n_layers(self, model: str) -> int:
         """Layers of a model (1 for a single-layer model such as log-mel)."""
@@ -177,8 +189,12 @@ def load(environ: dict | None = None) -> Run:
         layers=read_table(tables.get("layers")),
         comparisons=read_table(tables.get("comparisons")),
         runs=read_table(tables.get("runs")),
+        label_efficiency=read_table(files.get("label_efficiency")),
         predictions=_keyed(files.get("predictions", []), "dataset", "model", "probe"),
+        curves=_keyed(files.get("curves", []), "dataset", "model", "probe"),
+        layer_weights=_keyed(files.get("layer_weights", []), "dataset", "model", "probe"),
         stores=_keyed(files.get("stores", []), "dataset", "model"),
+        similarity=_keyed(files.get("similarity", []), "dataset"),
         rejected=_keyed(files.get("rejected", []), "dataset", "model"),
         manifests=_keyed(files.get("manifests", []), "dataset"),
         notes={d: read_notes(p) for d, p in _keyed(files.get("notes", []), "dataset").items()},

@@ -111,6 +111,35 @@ def summarize(runs: pd.DataFrame, headline: dict[str, str] | None = None,
     return pd.DataFrame(rows)
 
 
+LABEL_EFFICIENCY_COLUMNS = [*CASE, "fraction", "n_train_mean", "n_rounds", "metric", "mean",
+                            "sd", "ci_low", "ci_high", "modal_layer", "interval"]
+
+
+def label_efficiency(runs: pd.DataFrame, headline: dict[str, str] | None = None,
+                     predictions: dict[tuple[str, str, str, float], pd.DataFrame] | None = None,
+                     groups: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    """One row per dataset x model x probe x training fraction (``runs``' ``fraction``): the
+    headline metric's mean over rounds at each round's chosen layer, with the interval of
+    :func:`summarize` (over rounds; over test groups on a single split, from ``predictions``
+    keyed by case and fraction) and the mean number of training clips."""
+    rows = []
+    for fraction, part in runs.groupby("fraction", sort=True):
+        part = part.drop(columns="fraction")
+        mine = {case[:3]: p for case, p in (predictions or {}).items() if case[3] == fraction}
+        summary = summarize(part, headline, mine, groups)
+        n_train = round_scores(part).groupby(CASE)["n_train"].mean()
+        for _, row in summary.iterrows():
+            metric = row["headline_metric"]
+            rows.append({**{k: row[k] for k in CASE}, "fraction": float(fraction),
+                         "n_train_mean": n_train.loc[tuple(row[k] for k in CASE)],
+                         "n_rounds": row["n_rounds"], "metric": metric,
+                         "mean": row[f"{metric}_mean"], "sd": row[f"{metric}_sd"],
+                         "ci_low": row[f"{metric}_ci_low"], "ci_high": row[f"{metric}_ci_high"],
+                         "modal_layer": row["modal_layer"], "interval": row["interval"]})
+    return pd.DataFrame(rows, columns=LABEL_EFFICIENCY_COLUMNS).sort_values(
+        [*CASE, "fraction"], ignore_index=True)
+
+
 def _rows(frame: pd.DataFrame, case: tuple) -> pd.Series:
     return (frame[CASE] == pd.Series(case, index=CASE)).all(axis=1)
 

@@ -50,7 +50,7 @@ from matplotlib.patches import Rectangle
 from audioprobe import results
 from audioprobe.joblog import run_details
 from audioprobe.report import (audit, colours, cost, embedding, errors, findings, layers,
-                               matrix, references, setup)
+                               matrix, references, setup, vector)
 from audioprobe.report.formatting import (duration, metric_name, percent, percent_interval,
                                           sig)
 
@@ -129,13 +129,14 @@ def show(fig: plt.Figure, name: str, caption: str, alt: str) -> None:
     figure_count += 1
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     if run.figures:
         (run.figures / f"{figure_count:02d}-{name}.png").write_bytes(buffer.getvalue())
+        vector.save(fig, run.figures / f"{figure_count:02d}-{name}")
     data = base64.b64encode(buffer.getvalue()).decode()
     display(HTML(f'<figure class="report-figure" id="fig-{name}">'
                  f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
                  f"<figcaption><b>Figure {figure_count}.</b> {caption}</figcaption></figure>"))
+    plt.close(fig)
 
 
 def table(frame: pd.DataFrame, table_id: str | None = None) -> None:
@@ -620,3 +621,140 @@ appendix["link"] = appendix["link"].map(
 display(HTML('<div class="table-wrap">' + appendix.to_html(
     index=False, border=0, table_id="references", classes="dataframe", escape=False,
     formatters={c: html.escape for c in appendix.columns if c != "link"}) + "</div>"))
+
+# %% [markdown]
+# ## Learned layer weights
+#
+# The weighted probe mixes all layers with learned softmax weights (as in SUPERB). Bars: each
+# layer's weight, averaged over seeds within a round and then over rounds; whiskers: the
+# smallest and largest round; dots: the rounds; dashed: uniform weights. Weights say where the
+# probe reads, not how much a layer alone knows (the layer-wise probes say that), and layers of
+# larger scale can take less weight for the same contribution.
+
+# %%
+from audioprobe.report import layer_weights as lw
+
+weights = run.keyed_table(run.layer_weights)
+if weights.empty:
+    note("No weighted probe in this run (add one of `kind: weighted` to `probes`).")
+else:
+    names = {m: run.layer_names(m) for m in run.models}
+    for dataset in [d for d in run.datasets if lw.multi_layer(weights, d)]:
+        show(lw.figure(weights, dataset, MODEL_COLOURS, names), f"layer-weights-{dataset}",
+             f"{dataset}: learned layer weights of the weighted probe, mean over rounds with "
+             "their range.", f"bar charts of the layer weights on {dataset}, one per model")
+    table(lw.entropy_table(weights), "layer-weights")
+
+# %% [markdown]
+# ## Probe training curves
+#
+# The validation (solid) and training (dotted) loss, epoch by epoch, of every round's chosen
+# probe (seed 0, at the chosen grid point and layer); the dot marks the checkpoint kept. Red: a
+# round that stopped at `max_epochs` (it may still have been learning: raise `max_epochs`) or
+# whose best epoch was the first (the learning rate may be too high, or the features carry
+# nothing the probe can use).
+
+# %%
+from audioprobe.report import training_curves as tc
+
+curves = run.keyed_table(run.curves)
+if not curves.empty:
+    flags = tc.flag_table(curves)
+    flagged = flags[(flags["stopped at max_epochs"] > 0) | (flags["best at first epoch"] > 0)]
+    note(f"{len(flagged)} of {len(flags)} dataset × model × probe combinations have a flagged "
+         "round." if len(flagged) else "No round stopped at `max_epochs` or at its first epoch.")
+    for dataset in [d for d in run.datasets if d in set(curves["dataset"])]:
+        show(tc.figure(curves, dataset, MODEL_COLOURS), f"training-curves-{dataset}",
+             f"{dataset}: loss per epoch of each round's chosen probe (red: flagged).",
+             f"small multiples of training and validation loss on {dataset}")
+    folded(f"Epochs of the chosen probes ({len(flags)} combinations)", flags, "training-flags")
+
+# %% [markdown]
+# ## Label efficiency
+#
+# How much labelled data does a representation need? Each probe listed under
+# `label_efficiency` is trained again on nested fractions of every round's training clips
+# (whole groups, at least one clip of every class), with validation and test whole and every
+# choice made per round on validation, on the same feature stores. Points: mean over rounds at
+# each round's chosen layer; bands and brackets: the 95% interval of the summary table (over
+# rounds; on a single split, over test groups with the probe held fixed).
+
+# %%
+from audioprobe.report import label_efficiency as le
+
+if run.label_efficiency.empty:
+    note("No label-efficiency run (set `label_efficiency.probes`).")
+else:
+    for dataset in [d for d in run.datasets if d in set(run.label_efficiency["dataset"])]:
+        show(le.figure(run.label_efficiency, dataset, MODEL_COLOURS),
+             f"label-efficiency-{dataset}",
+             f"{dataset}: test score against the fraction of training clips, 95% intervals.",
+             f"line chart of test score against training fraction on {dataset}")
+    table(le.table(run.label_efficiency), "label-efficiency")
+
+# %% [markdown]
+# ## Layer similarity
+#
+# Do two models' layers carry the same information? Debiased linear CKA (Kornblith et al.,
+# 2019, with the unbiased HSIC estimator) between every pair of layers of every model on the
+# clips all their stores hold: 1 for representations equal up to rotation and scale, about 0
+# for unrelated ones. Log-mel rows and columns compare each layer with the baseline. The table
+# gives, for each pair of models, how well each layer of the first is matched by some layer of
+# the second (the best CKA, averaged over the first model's layers).
+
+# %%
+from audioprobe.features.families import is_baseline
+from audioprobe.report import layer_similarity as ls
+
+similarity = {d: results.read_table(p) for d, p in run.similarity.items()}
+baselines = [m for m in run.models if is_baseline(run.cards.get(m, {}))]
+for dataset in [d for d in run.datasets if not similarity.get(d, pd.DataFrame()).empty]:
+    show(ls.figure(similarity[dataset], run.models), f"layer-similarity-{dataset}",
+         f"{dataset}: debiased linear CKA between every pair of layers "
+         f"({int(similarity[dataset]['n_clips'].iloc[0])} clips); models in blocks, layers in "
+         "order within each.", f"heatmap of layer similarity on {dataset}")
+    table(ls.best_matches(similarity[dataset], baselines), f"layer-similarity-{dataset}")
+
+# %% [markdown]
+# ## Error analysis you can hear
+#
+# The test clips with the highest loss (mean over the rounds and seeds that tested them) of the
+# best model and probe of each dataset (the highest headline mean), each with a spectrogram and
+# the first seconds of its audio at 8 kHz. Off by default (`report.error_clips`); the number of
+# clips is lowered where needed to keep the report under 10 MB.
+
+# %%
+from audioprobe.report import error_audio as ea
+
+asked = int(run.config.get("report", {}).get("error_clips", 0))
+if not asked:
+    note("Off: set `report.error_clips` to list the highest-loss test clips with their audio.")
+else:
+    count = ea.clips_per_dataset(asked, len(run.datasets))
+    if count < asked:
+        note(f"{count} clips per dataset (of {asked} asked) keep the report under 10 MB.")
+    for dataset in run.datasets if count else []:
+        rows = run.summary[run.summary["dataset"] == dataset]
+        metric = rows["headline_metric"].iloc[0]
+        best = rows.sort_values(f"{metric}_mean", ascending=False).iloc[0]
+        if (dataset, best["model"], best["probe"]) not in run.predictions:
+            continue
+        note(f"**{dataset}**: {best['model']} ({best['probe']} probe).")
+        worst = ea.worst_clips(run.predictions_of(dataset, best["model"], best["probe"]), count)
+        display(HTML(ea.rows_html(worst, run.manifest(dataset))))
+
+# %% [markdown]
+# ## Reproduce this
+#
+# The commit, the software, the configuration as run, the data (each manifest's SHA-256) and
+# the command. Every figure of this page is also in `results/report/figures/` as PNG, PDF and
+# SVG; `results/supplement/` holds the models × datasets matrix as CSV and as a LaTeX table
+# (booktabs) and BibTeX for every reference cited here.
+
+# %%
+from audioprobe.report import reproduce
+
+display(HTML("<pre class='config'>" + html.escape(reproduce.block(
+    run.config, results.git_commit(run.workflow), run.manifests,
+    run_details()["packages"])) + "</pre>"))
+vector.wait()  # every figure's PDF and SVG written

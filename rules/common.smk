@@ -132,6 +132,24 @@ PROBES = sorted(config["probes"])
 SHARD_SIZE = config["extraction"]["shard_size"]
 
 
+def label_efficiency_probes():
+    """The probes trained on fractions of the training clips: those named under
+    label_efficiency.probes, by default every linear probe."""
+    named = config["label_efficiency"]["probes"]
+    if named is None:
+        return [p for p in PROBES if config["probes"][p]["kind"] == "linear"]
+    unknown = sorted(set(named) - set(PROBES))
+    if unknown:
+        raise WorkflowError(
+            f"config: label_efficiency.probes: {', '.join(unknown)} is not a probe "
+            f"(probes: {', '.join(PROBES)})"
+        )
+    return sorted(set(named))
+
+
+LABEL_EFFICIENCY_PROBES = label_efficiency_probes()
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_-]+",
     model=r"[A-Za-z0-9_-]+",
@@ -303,7 +321,14 @@ def stored_extraction_settings():
 def report_config():
     """What the report reads of the config: every section but the extraction's runtime
     settings, which change how fast the features come and nothing the report shows."""
-    sections = ("datasets", "models", "probes", "protocol")
+    sections = (
+        "datasets",
+        "models",
+        "probes",
+        "protocol",
+        "label_efficiency",
+        "report",
+    )
     extraction = {
         key: config["extraction"][key]
         for key in (*STORED_EXTRACTION_SETTINGS, "pooling", "shard_size")
@@ -346,6 +371,56 @@ def wildcard_values(name, chosen):
     if name == "shard":
         return range(shard_count(chosen["dataset"]))
     return {"dataset": DATASETS, "model": MODELS, "probe": PROBES}[name]
+
+
+def label_efficiency_files(kind):
+    """The fraction ``kind`` (runs or predictions) of every dataset, model and
+    label-efficiency probe (none when every fraction is 1: the probe jobs have those).
+    """
+    if all(f >= 1 for f in config["label_efficiency"]["fractions"]):
+        return []
+    return expand(
+        getattr(rules.label_efficiency_probe.output, kind),
+        dataset=DATASETS,
+        model=MODELS,
+        probe=LABEL_EFFICIENCY_PROBES,
+    )
+
+
+def label_efficiency_full(kind):
+    """The probe jobs' own ``kind`` (runs or predictions: fraction 1) of the label-efficiency
+    probes."""
+    return expand(
+        getattr(rules.probe.output, kind),
+        dataset=DATASETS,
+        model=MODELS,
+        probe=LABEL_EFFICIENCY_PROBES,
+    )
+
+
+def label_efficiency_keys():
+    """The label-efficiency table's predictions (the probe jobs' own, fraction 1, and the
+    fraction jobs') and manifests, keyed by dataset, model and probe (in records)."""
+    fractions = (
+        []
+        if all(f >= 1 for f in config["label_efficiency"]["fractions"])
+        else LABEL_EFFICIENCY_PROBES
+    )
+    return {
+        "predictions": keyed(
+            rules.probe.output.predictions,
+            dataset=DATASETS,
+            model=MODELS,
+            probe=LABEL_EFFICIENCY_PROBES,
+        ),
+        "fraction_predictions": keyed(
+            rules.label_efficiency_probe.output.predictions,
+            dataset=DATASETS,
+            model=MODELS,
+            probe=fractions,
+        ),
+        "manifests": keyed(rules.manifest.output.manifest, dataset=DATASETS),
+    }
 
 
 def combinations(names, chosen=None):
@@ -421,7 +496,17 @@ def report_files(wildcards):
         "predictions": keyed(
             rules.probe.output.predictions, dataset=DATASETS, model=MODELS, probe=PROBES
         ),
+        "curves": keyed(
+            rules.probe.output.curves, dataset=DATASETS, model=MODELS, probe=PROBES
+        ),
+        "layer_weights": keyed(
+            rules.probe.output.layer_weights,
+            dataset=DATASETS,
+            model=MODELS,
+            probe=PROBES,
+        ),
         "stores": keyed(merged.store, dataset=DATASETS, model=MODELS),
+        "similarity": keyed(rules.layer_similarity.output.table, dataset=DATASETS),
         "rejected": keyed(merged.rejected, dataset=DATASETS, model=MODELS),
         "manifests": keyed(manifest.manifest, dataset=DATASETS),
         "notes": keyed(notes, dataset=DATASETS),
@@ -438,7 +523,16 @@ def report_inputs(wildcards):
     files = report_files(wildcards)
     inputs = {
         name: [record["path"] for record in files[name]]
-        for name in ("predictions", "stores", "rejected", "manifests", "cards")
+        for name in (
+            "predictions",
+            "curves",
+            "layer_weights",
+            "similarity",
+            "stores",
+            "rejected",
+            "manifests",
+            "cards",
+        )
     }
     if hasattr(rules.manifest.output, "notes"):
         inputs["notes"] = [record["path"] for record in files["notes"]]

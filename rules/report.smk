@@ -5,6 +5,7 @@ rule report:
         layers=rules.summary.output.layers,
         comparisons=rules.comparisons.output.comparisons,
         runs=rules.summary.output.runs,
+        label_efficiency=rules.label_efficiency.output.table,
         references="report/reference_results.csv",
         reference_models="report/reference_models.csv",
         protocols="report/reference_protocols.csv",

@@ -16,7 +16,7 @@ from audioprobe.features.families import read_card
 from audioprobe.features.store import open_store
 from audioprobe.joblog import to_file
 from audioprobe.probes import saved
-from audioprobe.probes.run import probe_store
+from audioprobe.probes.run import probe_all
 from audioprobe.settings import ProtocolSettings
 from audioprobe.tables import selection_metric
 
@@ -26,7 +26,7 @@ store = open_store(snakemake.input.store)
 if store.meta.empty:
     raise AudioprobeError(f"{snakemake.input.store}: no usable clip, every clip was rejected "
                           "(the reasons are in the rejected table beside it)")
-runs, predictions, probes = probe_store(
+probed = probe_all(
     store,
     snakemake.wildcards.probe,
     snakemake.params.spec,
@@ -35,8 +35,12 @@ runs, predictions, probes = probe_store(
         snakemake.params.selection, manifest.read(snakemake.input.manifest)
     ),
 )
-runs.insert(0, "model", snakemake.wildcards.model)
-runs.insert(0, "dataset", snakemake.wildcards.dataset)
-runs.to_csv(snakemake.output.runs, index=False)
-predictions.to_csv(snakemake.output.predictions, index=False)
-saved.write(snakemake.output.probes, probes, read_card(snakemake.input.card), store.attrs)
+probed.runs.insert(0, "model", snakemake.wildcards.model)
+probed.runs.insert(0, "dataset", snakemake.wildcards.dataset)
+probed.runs.to_csv(snakemake.output.runs, index=False)
+probed.predictions.to_csv(snakemake.output.predictions, index=False)
+probed.curves.to_csv(snakemake.output.curves, index=False)
+probed.layer_weights.to_csv(snakemake.output.layer_weights, index=False)
+saved.write(
+    snakemake.output.probes, probed.probes, read_card(snakemake.input.card), store.attrs
+)

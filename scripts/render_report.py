@@ -17,6 +17,7 @@ files = dict(snakemake.params.files) | {
         "layers",
         "comparisons",
         "runs",
+        "label_efficiency",
         "references",
         "reference_models",
         "protocols",

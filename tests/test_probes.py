@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 from audioprobe.features.store import Store, open_store
 from audioprobe.probes.label import _predict
 from audioprobe.probes.metrics import scores
-from audioprobe.probes.run import probe_store
+from audioprobe.probes.run import probe_all, probe_store
 from audioprobe.probes.splits import rounds
 from audioprobe.probes.train import Architecture, Member, fit_predict
 from audioprobe.settings import ProtocolSettings
@@ -337,3 +337,46 @@ def test_selection_metric_is_the_headline_unless_overridden():
     assert selection_metric("accuracy", icbhi) == "accuracy"
     with pytest.raises(AudioprobeError, match='icbhi_score needs a class named "normal"'):
         selection_metric("icbhi_score", icbhi.assign(label="x"))
+
+
+def test_weighted_probe_layer_weights_sum_to_one_for_every_round_and_seed(problem, tmp_path):
+    features, labels, folds = problem
+    store = open_store(write_store(tmp_path / "s.h5", features, labels, folds))
+    probed = probe_all(store, "w", {"kind": "weighted"}, PROTOCOL)
+    weights = probed.layer_weights
+    assert set(weights["probe"]) == {"w"} and set(weights["layer"]) == {0, 1}
+    assert len(weights) == 5 * PROTOCOL.seeds * 2  # rounds x seeds x layers
+    assert np.allclose(weights.groupby(["fold", "seed"])["weight"].sum(), 1.0)
+    seed0 = weights[weights["seed"] == 0].pivot(index="fold", columns="layer", values="weight")
+    saved = {r["round"]: torch.softmax(r["state"]["mix"][0].double(), 0).numpy()
+             for r in probed.probes["rounds"]}
+    for fold, row in seed0.iterrows():
+        assert np.allclose(row.to_numpy(), saved[fold])
+    linear = probe_all(store, "p", {"kind": "linear"}, PROTOCOL)
+    assert linear.layer_weights.empty
+
+
+def test_training_curves_are_each_rounds_chosen_probe_with_its_checkpoint(problem, tmp_path):
+    features, labels, folds = problem
+    store = open_store(write_store(tmp_path / "s.h5", features, labels, folds))
+    probed = probe_all(store, "p", {"kind": "linear"}, PROTOCOL)
+    chosen = probed.runs[probed.runs["chosen"] & (probed.runs["seed"] == 0)].set_index("fold")
+    curves = probed.curves
+    assert sorted(set(curves["fold"])) == sorted(chosen.index)
+    for fold, curve in curves.groupby("fold"):
+        run = chosen.loc[fold]
+        assert set(curve["layer"]) == {run["layer"]}
+        assert (curve["lr"].iloc[0], curve["weight_decay"].iloc[0]) == (run["lr"],
+                                                                          run["weight_decay"])
+        assert list(curve["epoch"]) == list(range(1, len(curve) + 1))
+        at = curve[curve["epoch"] == run["epochs"]]
+        assert (curve["chosen_epoch"] == run["epochs"]).all() and len(at) == 1
+        assert at["valid_accuracy"].iloc[0] == pytest.approx(run["val_accuracy"])
+        assert len(curve) >= run["epochs"]  # it ran on after its checkpoint, within patience
+        assert curve[["train_loss", "valid_loss"]].notna().all().all()
+        assert curve["train_accuracy"].between(0, 1).all()
+    short = ProtocolSettings.from_config(
+        {"seeds": 1, "learning_rates": [0.001], "weight_decays": [0.0], "max_epochs": 2,
+         "patience": 5, "batch_size": 64})
+    flagged = probe_all(store, "p", {"kind": "linear"}, short).curves
+    assert flagged["stopped_at_max_epochs"].all() and flagged["epoch"].max() == 2

@@ -876,6 +876,15 @@ def test_demo_report_in_headless_chromium(demo_report):
         baseline_rows=sum(r["model"].endswith("baseline") for r in baseline))
 
 
+def test_every_figure_is_also_pdf_and_svg(study):
+    figures = Path(study[1]["figures"])
+    pngs = sorted(figures.glob("*.png"))
+    assert pngs
+    for png in pngs:
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+        assert b"<svg" in png.with_suffix(".svg").read_bytes()[:2000]
+
+
 def test_study_report_prints_the_whole_matrix(study, study_page):
     """Headless Chromium's --print-to-pdf: the PDF's text holds every matrix column (header and
     each row's interval in the last dataset's column)."""

@@ -53,6 +53,13 @@ class Store:
         with h5py.File(self.path, "r") as f:
             return f["features"][index]
 
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Features of every layer for these rows (in their order), (layers, rows, dim)."""
+        order = np.argsort(index, kind="stable")
+        with h5py.File(self.path, "r") as f:
+            block = f["features"][:, np.asarray(index)[order]]
+        return block[:, np.argsort(order)]
+
 
 def open_store(path: str | Path) -> Store:
     """Open a complete store; refuse one that is not marked complete."""

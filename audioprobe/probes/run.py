@@ -17,7 +17,7 @@ import functools
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from audioprobe.features.extract import resolve_device
 from audioprobe.features.store import Store
 from audioprobe.probes.metrics import scores
 from audioprobe.probes.splits import Round, rounds
+from audioprobe.probes.subsets import fraction_rounds
 from audioprobe.probes.train import Architecture, Fit, Member, fit_predict, member_state
 from audioprobe.settings import ProtocolSettings, probe_spec
 from audioprobe.probes import ALL_LAYERS
@@ -60,13 +61,35 @@ def _standardize(features: np.ndarray, train: np.ndarray, *parts: np.ndarray):
     return scalers, scaled
 
 
+@dataclass
+class Probed:
+    """What probing one store gives: the runs (one row per layer x round x seed, ``chosen``
+    marking each round's chosen layer), the test predictions of each round at its chosen
+    layer, the trained probes (one per round, seed 0, at that round's chosen layer), the
+    training curves of those probes (``curves``) and, for the weighted probe, the learned
+    layer weights of every round and seed (``layer_weights``)."""
+
+    runs: pd.DataFrame
+    predictions: pd.DataFrame
+    probes: dict
+    curves: pd.DataFrame
+    layer_weights: pd.DataFrame
+
+
 def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
                 device: str = "cpu", metric: str = "accuracy"
                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Return (runs: one row per layer x round x seed, ``chosen`` marking each round's chosen
-    layer; test predictions of each round at its chosen layer; the trained probes: one per
-    round, seed 0, at that round's chosen layer). Epochs, grid points and layers are selected
-    on the validation ``metric`` (a score of ``probes.metrics.scores``)."""
+    """(runs, predictions, probes) of :func:`probe_all`."""
+    probed = probe_all(store, probe, spec, protocol, device, metric)
+    return probed.runs, probed.predictions, probed.probes
+
+
+def probe_all(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
+              device: str = "cpu", metric: str = "accuracy",
+              evaluation: list[Round] | None = None) -> Probed:
+    """Probe every layer of ``store`` in every evaluation round (``evaluation``, default the
+    store's ``splits.rounds``). Epochs, grid points and layers are selected on the validation
+    ``metric`` (a score of ``probes.metrics.scores``)."""
     classes = list(store.attrs["classes"])
     y = store.meta["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     arch = architecture(spec)
@@ -75,16 +98,19 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings
         patience=protocol.patience, batch_size=protocol.batch_size, device=resolve_device(device),
         metric=metric, classes=classes)
     grid = list(itertools.product(protocol.learning_rates, protocol.weight_decays))
-    runs, test_proba, trained = [], {}, {}
+    runs, test_proba, trained, curves, mixes = [], {}, {}, {}, []
+    evaluation = rounds(store.meta) if evaluation is None else evaluation
     for chunk in layer_groups(store, arch, len(y)):
         features = np.stack([store.layer(k) for k in chunk])
         names = [ALL_LAYERS] if arch.weighted else chunk  # the layer value of each group
-        for rnd in rounds(store.meta):
-            rows, proba, probes = probe_round(train, features, names, y, rnd, grid,
-                                              protocol.seeds, arch.weighted, classes)
+        for rnd in evaluation:
+            rows, proba, probes, results = probe_round(train, features, names, y, rnd, grid,
+                                                       protocol.seeds, arch.weighted, classes)
             runs += rows
             test_proba |= proba
             trained |= probes
+            curves |= {key: value.pop("curves") for key, value in probes.items()}
+            mixes += layer_weights(results, rnd.name) if arch.weighted else []
         log.info("layers %s: mean test accuracy %.3f", names,
                  np.mean([r["accuracy"] for r in runs if r["layer"] in names]))
     runs = pd.DataFrame(runs).sort_values(["layer", "fold", "seed"], ignore_index=True)
@@ -99,7 +125,69 @@ def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings
         "rounds": [{"round": fold, "layer": layer} | trained[layer, fold]
                    for fold, layer in chosen.items()],
     }
-    return runs, predictions(store, classes, y, test_proba, chosen), probes
+    return Probed(runs, predictions(store, classes, y, test_proba, chosen), probes,
+                  training_curves(probe, curves, chosen, protocol.max_epochs),
+                  pd.DataFrame(mixes, columns=LAYER_WEIGHT_COLUMNS).assign(probe=probe)
+                  [["probe", *LAYER_WEIGHT_COLUMNS]])
+
+
+LAYER_WEIGHT_COLUMNS = ["fold", "seed", "layer", "weight"]
+CURVE_COLUMNS = ["probe", "fold", "layer", "seed", "lr", "weight_decay", "epoch",
+                 "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "chosen_epoch",
+                 "stopped_at_max_epochs", "best_at_first_epoch"]
+
+
+def layer_weights(results: list[tuple[Fit, int, int, int]], fold: int) -> list[dict]:
+    """The weighted probe's softmax layer weights of every seed of a round (at its chosen
+    grid point and checkpoint): one row per seed and layer."""
+    rows = []
+    for fit, e, _, seed in results:
+        weights = torch.softmax(fit.state["mix"][e].double(), -1).numpy()
+        rows += [{"fold": fold, "seed": seed, "layer": k, "weight": float(w)}
+                 for k, w in enumerate(weights)]
+    return rows
+
+
+def training_curves(probe: str, curves: dict, chosen: dict[int, int],
+                    max_epochs: int) -> pd.DataFrame:
+    """The per-epoch curves of each round's chosen probe (seed 0 at the chosen grid point and
+    layer), with its checkpoint epoch and whether it ran to ``max_epochs`` or was best after
+    its first epoch."""
+    frames = []
+    for fold, layer in chosen.items():
+        frame = curves[layer, fold]
+        frames.append(frame.assign(
+            fold=fold, layer=layer,
+            stopped_at_max_epochs=bool(frame["epoch"].max() >= max_epochs),
+            best_at_first_epoch=bool(frame["chosen_epoch"].iloc[0] == 1)))
+    if not frames:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(frames, ignore_index=True).assign(probe=probe)[CURVE_COLUMNS]
+
+
+def curve_of(fit: Fit, member: int) -> pd.DataFrame:
+    """One member's epochs (until it stopped) with its checkpoint epoch."""
+    frame = pd.DataFrame({name: values[:, member] for name, values in fit.history.items()})
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame.dropna().assign(chosen_epoch=int(fit.epochs[member]))
+
+
+def probe_fractions(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
+                    fractions: list[float], device: str = "cpu", metric: str = "accuracy"
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs and test predictions (with a ``fraction`` column) of the probe trained on nested
+    fractions below 1 of each round's training clips (``subsets.fraction_rounds``); validation
+    and test clips stay whole and every choice is made per round on validation, as in
+    :func:`probe_all`. Fraction 1 is the probe job itself and is not repeated here."""
+    below = sorted(f for f in fractions if f < 1)
+    runs, predictions = [], []
+    for fraction, evaluation in fraction_rounds(store.meta, rounds(store.meta), below).items():
+        probed = probe_all(store, probe, spec, protocol, device, metric, evaluation)
+        runs.append(probed.runs.assign(fraction=fraction))
+        predictions.append(probed.predictions.assign(fraction=fraction))
+    if not runs:
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.concat(runs, ignore_index=True), pd.concat(predictions, ignore_index=True)
 
 
 def layer_groups(store: Store, arch: Architecture, n_clips: int) -> list[list[int]]:
@@ -111,9 +199,11 @@ def layer_groups(store: Store, arch: Architecture, n_clips: int) -> list[list[in
 
 def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int],
                 y: np.ndarray, rnd: Round, grid: list[tuple[float, float]], n_seeds: int,
-                weighted: bool, classes: list[str]) -> tuple[list[dict], dict, dict]:
+                weighted: bool, classes: list[str]
+                ) -> tuple[list[dict], dict, dict, list[tuple[Fit, int, int, int]]]:
     """One evaluation round of one group of layers: the run rows, the test probabilities of
-    every (layer, round, seed), and the trained probe of each layer (seed 0, chosen point)."""
+    every (layer, round, seed), the trained probe of each layer (seed 0, chosen point, with
+    its training curves under "curves"), and every run's (fit, member, group, seed)."""
     scalers, (xt, xv, xs) = _standardize(features, rnd.train, rnd.train, rnd.valid, rnd.test)
     data = dict(x_train=xt, y_train=y[rnd.train], x_valid=xv, y_valid=y[rnd.valid], x_test=xs)
     search, chosen, results = _search_and_repeat(train, data, len(names), grid, n_seeds)
@@ -122,9 +212,12 @@ def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int
     trained = {}
     for g, layer in enumerate(names):
         keep = slice(None) if weighted else slice(g, g + 1)
+        member = g * len(grid) + chosen[g]
+        lr, wd = grid[chosen[g]]
         trained[layer, rnd.name] = {
-            "state": member_state(search.state, g * len(grid) + chosen[g]),
+            "state": member_state(search.state, member),
             "mean": torch.from_numpy(mean[keep]), "scale": torch.from_numpy(scale[keep]),
+            "curves": curve_of(search, member).assign(seed=0, lr=lr, weight_decay=wd),
         }
     rows, test_proba = [], {}
     for fit, e, g, seed in results:
@@ -138,7 +231,7 @@ def probe_round(train: Callable[..., Fit], features: np.ndarray, names: list[int
             "n_valid": len(rnd.valid), "n_test": len(rnd.test),
             **scores(y[rnd.test], fit.test_proba[e], classes),
         })
-    return rows, test_proba, trained
+    return rows, test_proba, trained, results
 
 
 def _search_and_repeat(train: Callable[..., Fit], data: dict, n_groups: int,

@@ -213,7 +213,8 @@ def member_state(state: dict[str, torch.Tensor], e: int) -> dict[str, torch.Tens
 @dataclass
 class Fit:
     """Per member at its checkpoint: the validation score it was selected on, validation accuracy
-    and loss, the epoch, the parameters, and its test-class probabilities (E, N_test, C)."""
+    and loss, the epoch, the parameters, and its test-class probabilities (E, N_test, C); and
+    its training curves (``History.CURVES``: (epochs run, E), NaN after the member stopped)."""
 
     val_score: np.ndarray
     val_accuracy: np.ndarray
@@ -221,6 +222,7 @@ class Fit:
     epochs: np.ndarray
     state: dict[str, torch.Tensor]
     test_proba: np.ndarray
+    history: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Checkpoints:
@@ -260,20 +262,52 @@ class Checkpoints:
         return (epoch - self.last_gain[model.member]) < patience
 
 
+class History:
+    """Each member's training and validation loss and accuracy, epoch by epoch."""
+
+    CURVES = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy")
+
+    def __init__(self, n_members: int) -> None:
+        self.n_members = n_members
+        self.epochs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, model: StackedProbe, *curves: torch.Tensor) -> None:
+        """This epoch's values (``CURVES`` order) of the members still in the model."""
+        self.epochs.append((model.member.cpu().numpy(),
+                            torch.stack(curves).float().cpu().numpy()))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        table = np.full((len(self.CURVES), len(self.epochs), self.n_members), np.nan)
+        for epoch, (ids, values) in enumerate(self.epochs):
+            table[:, epoch, ids] = values
+        return dict(zip(self.CURVES, table))
+
+
 def _train_epoch(model: StackedProbe, optimizer: torch.optim.Adam, x: torch.Tensor,
-                 y: torch.Tensor, order: torch.Tensor, batch_size: int) -> None:
-    """One pass over the training clips in ``order``, every member on the same batches."""
+                 y: torch.Tensor, order: torch.Tensor, batch_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the training clips in ``order``, every member on the same batches.
+    Returns each member's mean training loss and accuracy over the pass (in training mode,
+    as the batches were seen)."""
     model.train()
+    loss_sum = torch.zeros(len(model.member), device=x.device)
+    right = torch.zeros(len(model.member), device=x.device)
+    seen = 0
     for idx in order.split(batch_size):
         if len(idx) < 2 and model.arch.batch_norm:
             continue
         logits = model(x[:, idx])
-        loss = F.cross_entropy(logits.transpose(1, 2), y[idx].expand(len(logits), -1),
-                               reduction="none").mean(1).sum()
+        per_member = F.cross_entropy(logits.transpose(1, 2), y[idx].expand(len(logits), -1),
+                                     reduction="none").mean(1)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        per_member.sum().backward()
         model.apply_decay()
         optimizer.step()
+        with torch.no_grad():
+            loss_sum += per_member.detach() * len(idx)
+            right += (logits.argmax(-1) == y[idx]).sum(1)
+        seen += len(idx)
+    return loss_sum / max(seen, 1), right / max(seen, 1)
 
 
 @torch.no_grad()
@@ -320,11 +354,14 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     model = build()
     optimizer = _adam(model)
     best = Checkpoints(model, device)
+    history = History(len(model.member))
     gen = torch.Generator().manual_seed(members[0][0].seed)
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(yt.shape[0], generator=gen).to(device)
-        _train_epoch(model, optimizer, xt, yt, order, batch_size)
-        best.update(model, *_validate(model, xv, yv, metric, classes or []), epoch)
+        train_loss, train_acc = _train_epoch(model, optimizer, xt, yt, order, batch_size)
+        score, loss, acc = _validate(model, xv, yv, metric, classes or [])
+        history.add(model, train_loss, train_acc, loss, acc)
+        best.update(model, score, loss, acc, epoch)
         # Members out of patience stop and leave the model; each keeps its best checkpoint.
         going = best.going(model, epoch, patience)
         if not going.any():
@@ -338,4 +375,4 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
         proba = torch.softmax(model(as_tensor(x_test)), -1).cpu().numpy()
     return Fit(best.score.cpu().numpy(), best.accuracy.cpu().numpy(), best.loss.cpu().numpy(),
                best.epoch.cpu().numpy(),
-               {k: v.cpu() for k, v in best.state.items()}, proba)
+               {k: v.cpu() for k, v in best.state.items()}, proba, history.arrays())

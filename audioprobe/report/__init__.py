@@ -1,1 +1,1 @@
-"""What the report says, one module per section; ``report/page.py`` lays it out."""
+"""The report's sections: each module computes and draws what one section of the page shows."""

@@ -1,0 +1,129 @@
+"""Files for a paper's supplement: the models x datasets matrix as CSV and as a LaTeX table
+(booktabs), and BibTeX for every reference the report cites."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from audioprobe.tables import CASE
+
+# The methods the report names, beyond the published numbers of report/reference_results.csv.
+METHOD_REFERENCES = {
+    "kornblith2019": ("inproceedings", {
+        "author": "Kornblith, Simon and Norouzi, Mohammad and Lee, Honglak and Hinton, Geoffrey",
+        "title": "Similarity of Neural Network Representations Revisited",
+        "booktitle": "Proceedings of the 36th International Conference on Machine Learning",
+        "series": "PMLR", "volume": "97", "pages": "3519--3529", "year": "2019"}),
+    "song2012": ("article", {
+        "author": "Song, Le and Smola, Alex and Gretton, Arthur and Bedo, Justin and "
+                  "Borgwardt, Karsten",
+        "title": "Feature Selection via Dependence Maximization",
+        "journal": "Journal of Machine Learning Research", "volume": "13",
+        "pages": "1393--1434", "year": "2012"}),
+    "nadeau2003": ("article", {
+        "author": "Nadeau, Claude and Bengio, Yoshua",
+        "title": "Inference for the Generalization Error", "journal": "Machine Learning",
+        "volume": "52", "number": "3", "pages": "239--281", "year": "2003"}),
+    "holm1979": ("article", {
+        "author": "Holm, Sture",
+        "title": "A Simple Sequentially Rejective Multiple Test Procedure",
+        "journal": "Scandinavian Journal of Statistics", "volume": "6", "number": "2",
+        "pages": "65--70", "year": "1979"}),
+    "kim2018crepe": ("inproceedings", {
+        "author": "Kim, Jong Wook and Salamon, Justin and Li, Peter and Bello, Juan Pablo",
+        "title": "{CREPE}: A Convolutional Representation for Pitch Estimation",
+        "booktitle": "IEEE International Conference on Acoustics, Speech and Signal "
+                     "Processing (ICASSP)", "pages": "161--165", "year": "2018"}),
+}
+
+
+def matrix(summary: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+    """One row per model and probe, per dataset the headline metric's mean and 95% interval
+    (``<dataset>_mean``, ``_ci_low``, ``_ci_high``) and the metric's name (``<dataset>_metric``)."""
+    rows = {}
+    for _, row in summary.iterrows():
+        metric = row["headline_metric"]
+        cells = rows.setdefault((row["model"], row["probe"]), {"model": row["model"],
+                                                                "probe": row["probe"]})
+        cells |= {f"{row['dataset']}_metric": metric,
+                  f"{row['dataset']}_mean": row[f"{metric}_mean"],
+                  f"{row['dataset']}_ci_low": row[f"{metric}_ci_low"],
+                  f"{row['dataset']}_ci_high": row[f"{metric}_ci_high"]}
+    columns = ["model", "probe"] + [f"{d}_{part}" for d in datasets
+                                    for part in ("metric", "mean", "ci_low", "ci_high")]
+    return pd.DataFrame(list(rows.values())).reindex(columns=columns)
+
+
+def latex_escape(text: str) -> str:
+    return re.sub(r"([&%$#_{}])", r"\\\1", str(text)).replace("~", r"\textasciitilde{}")
+
+
+def latex_matrix(frame: pd.DataFrame, datasets: list[str]) -> str:
+    """The matrix as a booktabs table: mean and [95% interval] per dataset, the best mean of
+    each dataset and probe in bold."""
+    best = {}
+    for d in datasets:
+        best |= frame.groupby("probe")[f"{d}_mean"].max().rename(lambda p, d=d: (d, p)).to_dict()
+    metrics = [str(frame[f"{d}_metric"].dropna().iloc[0]).replace("_", " ")
+               if frame[f"{d}_metric"].notna().any() else "" for d in datasets]
+    lines = [r"\begin{tabular}{ll" + "c" * len(datasets) + "}", r"\toprule",
+             " & ".join(["Model", "Probe", *map(latex_escape, datasets)]) + r" \\",
+             " & ".join(["", "", *[latex_escape(m) for m in metrics]]) + r" \\", r"\midrule"]
+    for _, row in frame.iterrows():
+        cells = []
+        for d in datasets:
+            mean, low, high = row[f"{d}_mean"], row[f"{d}_ci_low"], row[f"{d}_ci_high"]
+            if pd.isna(mean):
+                cells.append("--")
+                continue
+            text = f"{mean:.3f}"
+            if mean == best[d, row["probe"]]:
+                text = rf"\textbf{{{text}}}"
+            if pd.notna(low) and pd.notna(high):
+                text += rf" {{\scriptsize [{low:.3f}, {high:.3f}]}}"
+            cells.append(text)
+        lines.append(" & ".join([latex_escape(row["model"]), latex_escape(row["probe"]),
+                                 *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def bib_key(source: str, year: str) -> str:
+    """A BibTeX key from a reference's source and year."""
+    words = re.findall(r"[A-Za-z0-9]+", source)
+    return "".join(w.lower() for w in words[:3]) + (year or "nd")
+
+
+def bibtex(references: pd.DataFrame) -> str:
+    """BibTeX of the report's method references and of every source of the published numbers
+    (a @misc entry each: source, year, link, as the reference table gives them)."""
+    entries = [(key, kind, fields) for key, (kind, fields) in METHOD_REFERENCES.items()]
+    seen = set()
+    for _, row in references.drop_duplicates(["source", "year", "link"]).iterrows():
+        key = bib_key(row["source"], row["year"])
+        while key in seen:
+            key += "a"
+        seen.add(key)
+        fields = {"title": "{" + latex_escape(row["source"]) + "}"}
+        if row["year"]:
+            fields["year"] = row["year"]
+        if row["link"]:
+            fields["howpublished"] = rf"\url{{{row['link']}}}"
+        entries.append((key, "misc", fields))
+    return "\n".join(
+        f"@{kind}{{{key},\n" + "".join(f"  {name} = {{{value}}},\n" for name, value in
+                                       fields.items()) + "}\n"
+        for key, kind, fields in entries)
+
+
+def write(summary: pd.DataFrame, references: pd.DataFrame, datasets: list[str],
+          csv_path: str, latex_path: str, bib_path: str) -> None:
+    """Write the matrix (CSV and LaTeX) and the BibTeX file."""
+    frame = matrix(summary.sort_values(CASE), datasets)
+    frame.to_csv(csv_path, index=False, float_format="%.6g")
+    with open(latex_path, "w") as out:
+        out.write(latex_matrix(frame, datasets))
+    with open(bib_path, "w") as out:
+        out.write(bibtex(references))
