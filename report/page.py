@@ -61,6 +61,7 @@ sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
 # One colour (and line style) per model, the same in every figure; other figures use greys,
 # except the classes of the feature map (colour and marker, named in its legend).
 MODEL_STYLES = colours.model_styles(run.models)
+MODEL_COLOURS = {model: style["color"] for model, style in MODEL_STYLES.items()}
 LAYERED_PROBES = layers.layered_probes(run)
 FIGURE_WIDTH = 10  # inches at 90 dpi: 900 px, shown at most 1:1.25 on an 800 px window
 figure_count = 0
@@ -127,6 +128,9 @@ def show(fig: plt.Figure, name: str, caption: str, alt: str) -> None:
     report."""
     global figure_count
     figure_count += 1
+    width, height = fig.get_size_inches()
+    if width > FIGURE_WIDTH:  # legible at 800 px: never wider than the page's figures
+        fig.set_size_inches(FIGURE_WIDTH, height * FIGURE_WIDTH / width)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     if run.figures:

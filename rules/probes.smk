@@ -42,7 +42,7 @@ rule label_efficiency_probe:
         "../envs/audioprobe.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         spec=lookup(dpath="probes/{probe}", within=config),

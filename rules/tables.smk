@@ -96,7 +96,7 @@ rule layer_similarity:
         "../envs/audioprobe.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         models=MODELS,

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 import cluster as slurm  # noqa: E402  (tests/slurm/cluster.py)
 
 LOCALRULES = {"all", "demo_dataset", "download_dataset", "manifest", "fetch_model", "summary",
-              "comparisons"}
+              "comparisons", "label_efficiency", "supplement"}
 ACCOUNT = "audioprobe"
 TEST_BUDGET = 1200  # seconds for both workflow runs and the rerun together; CI allows 90 minutes
 # The profile is tested on the log-mel baseline and a small HuBERT: one CPU and one GPU job.
@@ -84,9 +84,13 @@ def cluster():
 
 
 def copy_workflow(dest: Path) -> Path:
-    """The workflow with its profiles, on the models of MODELS."""
+    """The workflow with its profiles, on the models of MODELS and the linear and MLP probes
+    (the label-efficiency and layer-similarity jobs included)."""
     folder = copy_repo_workflow(dest, extra=("profiles",))
     set_models(folder, MODELS)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["probes"] = {name: config["probes"][name] for name in ("linear", "mlp")}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return folder
 
 
@@ -249,8 +253,11 @@ def test_demo_workflow_through_slurm(cluster, tmp_path):
                  re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text)}
     remote = {j for j, (rule, local_job, _) in jobs.items() if not local_job}
     assert {rule for rule, local_job, _ in jobs.values() if local_job} <= LOCALRULES
-    assert {jobs[j][0] for j in remote} == {"extract_shard", "merge_features", "probe", "report"}
-    assert len(remote) == 9, jobs  # 2 x (extract shard, merge), 2 x 2 probes, report
+    assert {jobs[j][0] for j in remote} == {"extract_shard", "merge_features", "probe",
+                                            "label_efficiency_probe", "layer_similarity",
+                                            "report"}
+    # 2 x (extract shard, merge), 2 x 2 probes, 2 linear probes on fractions, similarity, report
+    assert len(remote) == 12, jobs
     assert set(submitted) == remote, f"submitted {submitted}, non-local jobs {remote}"
     assert all(not jobs[j][1] for j in submitted)
 
@@ -269,7 +276,7 @@ def test_demo_workflow_through_slurm(cluster, tmp_path):
     for call in re.findall(r"^sbatch call: (sbatch .*)$", text, flags=re.M):
         comment = re.search(r"--comment (\S+)", call).group(1)
         calls[comment] = call.split(" --wrap=")[0]
-    assert len(calls) == 10, sorted(calls)
+    assert len(calls) == len(remote), sorted(calls)
     by_comment = {r["Comment"]: r for r in records.values()}
     for jobid, slurm_id in submitted.items():
         rule, _, wildcards = jobs[jobid]
