@@ -761,4 +761,3 @@ from audioprobe.report import reproduce
 display(HTML("<pre class='config'>" + html.escape(reproduce.block(
     run.config, results.git_commit(run.workflow), run.manifests,
     run_details()["packages"])) + "</pre>"))
-vector.wait()  # every figure's PDF and SVG written
