@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from audioprobe.features.store import open_store
-from audioprobe.probes.run import probe_store
+from audioprobe.probes.run import probe_all
 from audioprobe.settings import ProtocolSettings
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         for probe, spec in [("linear", {"kind": "linear"}),
                             ("mlp", {"kind": "mlp"})]:
             start = time.perf_counter()
-            runs, _, _ = probe_store(store, probe, spec, protocol)
+            runs = probe_all(store, probe, spec, protocol).runs
             elapsed = time.perf_counter() - start
             total += elapsed
             headline = runs[runs["chosen"]].groupby("fold")["accuracy"].mean().mean()

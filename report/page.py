@@ -738,13 +738,11 @@ else:
     if count < asked:
         note(f"{count} clips per dataset (of {asked} asked) keep the report under 10 MB.")
     for dataset in run.datasets if count else []:
-        rows = run.summary[run.summary["dataset"] == dataset]
-        metric = rows["headline_metric"].iloc[0]
-        best = rows.sort_values(f"{metric}_mean", ascending=False).iloc[0]
-        if (dataset, best["model"], best["probe"]) not in run.predictions:
+        model, probe = ea.best_case(run.summary, dataset)
+        if (dataset, model, probe) not in run.predictions:
             continue
-        note(f"**{dataset}**: {best['model']} ({best['probe']} probe).")
-        worst = ea.worst_clips(run.predictions_of(dataset, best["model"], best["probe"]), count)
+        note(f"**{dataset}**: {model} ({probe} probe).")
+        worst = ea.worst_clips(run.predictions_of(dataset, model, probe), count)
         display(HTML(ea.rows_html(worst, run.manifest(dataset))))
 
 # %% [markdown]

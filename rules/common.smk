@@ -474,12 +474,9 @@ def table_keys():
     and probe (the inputs of the same names, in records)."""
     return {
         "predictions": keyed(
-            "results/predictions/{dataset}/{model}/{probe}.csv",
-            dataset=DATASETS,
-            model=MODELS,
-            probe=PROBES,
+            rules.probe.output.predictions, dataset=DATASETS, model=MODELS, probe=PROBES
         ),
-        "manifests": keyed("results/manifests/{dataset}.csv", dataset=DATASETS),
+        "manifests": keyed(rules.manifest.output.manifest, dataset=DATASETS),
     }
 
 

@@ -45,3 +45,13 @@ def test_rows_embed_a_short_8_khz_player_and_a_spectrogram(tmp_path):
     assert rate == ea.RATE and len(wave) == ea.SECONDS * ea.RATE
     assert page.count('alt="spectrogram"') == 1 and "audio not available" in page
     assert len(page) < 4 / 3 * ea.RATE * ea.SECONDS * 2 + 20_000
+
+
+def test_the_clips_heard_are_the_best_case_of_each_dataset_on_its_headline():
+    summary = pd.DataFrame({
+        "dataset": ["a", "a", "b", "b"], "model": ["m", "n", "m", "n"],
+        "probe": ["linear", "mlp", "linear", "linear"],
+        "headline_metric": ["accuracy", "accuracy", "icbhi_score", "icbhi_score"],
+        "accuracy_mean": [0.7, 0.8, 0.9, 0.1], "icbhi_score_mean": [0.2, 0.6, 0.3, 0.5]})
+    assert ea.best_case(summary, "a") == ("n", "mlp")
+    assert ea.best_case(summary, "b") == ("n", "linear")

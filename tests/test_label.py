@@ -17,7 +17,7 @@ from audioprobe.features.extract import extract
 from audioprobe.features.store import open_store
 from audioprobe.probes.label import _predict, features, label
 from audioprobe.probes.saved import extraction_settings
-from audioprobe.probes.run import probe_store
+from audioprobe.probes.run import probe_all
 from audioprobe.settings import ExtractionSettings, ProtocolSettings
 
 
@@ -88,8 +88,8 @@ def test_label_extracts_as_the_probe_features_were(tmp_path):
                         "precision": "fp32"}
     protocol = {"seeds": 1, "learning_rates": [0.01], "weight_decays": [0.0], "max_epochs": 20,
                 "patience": 5, "batch_size": 64}
-    _, _, probes = probe_store(store, "linear", {"kind": "linear"},
-                               ProtocolSettings.from_config(protocol))
+    probes = probe_all(store, "linear", {"kind": "linear"},
+                       ProtocolSettings.from_config(protocol)).probes
     probe_file = tmp_path / "linear.pt"
     torch.save(probes | {"card": card, "extraction": settings}, probe_file)
 

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 from audioprobe.features.store import Store, open_store
 from audioprobe.probes.label import _predict
 from audioprobe.probes.metrics import scores
-from audioprobe.probes.run import probe_all, probe_store
+from audioprobe.probes.run import Probed, probe_all
 from audioprobe.probes.splits import rounds
 from audioprobe.probes.train import Architecture, Member, fit_predict
 from audioprobe.settings import ProtocolSettings
@@ -76,9 +76,10 @@ def plant(features: np.ndarray, labels: np.ndarray, where: np.ndarray, seed: int
     return features, labels
 
 
-def round_of(runs: pd.DataFrame, predictions: pd.DataFrame, probes: dict, name: int):
+def round_of(probed: Probed, name: int):
     """Everything one round reports: its runs, its test predictions, its trained probe."""
-    (trained,) = [r for r in probes["rounds"] if r["round"] == name]
+    (trained,) = [r for r in probed.probes["rounds"] if r["round"] == name]
+    runs, predictions = probed.runs, probed.predictions
     return (runs[runs["fold"] == name].reset_index(drop=True),
             predictions[predictions["fold"] == name].reset_index(drop=True), trained)
 
@@ -118,17 +119,17 @@ def test_changing_a_test_fold_changes_nothing_its_round_chose(problem, spec, tmp
     r-1's validation fold) leave round r's choices, probe and scores as they were."""
     features, labels, folds = problem
     clean_store = open_store(write_store(tmp_path / "clean.h5", features, labels, folds))
-    clean = probe_store(clean_store, "p", spec, PROTOCOL)
+    clean = probe_all(clean_store, "p", spec, PROTOCOL)
     for r in np.unique(folds):
         planted_features, planted_labels = plant(features, labels, folds == r)
         store = open_store(write_store(tmp_path / f"planted{r}.h5", planted_features,
                                        planted_labels, folds))
-        planted = probe_store(store, "p", spec, PROTOCOL)
-        assert_round_untouched(round_of(*clean, r), round_of(*planted, r), store,
-                               planted_labels, planted[2]["architecture"])
+        planted = probe_all(store, "p", spec, PROTOCOL)
+        assert_round_untouched(round_of(clean, r), round_of(planted, r), store,
+                               planted_labels, planted.probes["architecture"])
         # The planted fold is round r-1's validation fold: that round sees the change.
-        before = round_of(*clean, (r - 2) % 5 + 1)[0]
-        after = round_of(*planted, (r - 2) % 5 + 1)[0]
+        before = round_of(clean, (r - 2) % 5 + 1)[0]
+        after = round_of(planted, (r - 2) % 5 + 1)[0]
         assert not before["val_accuracy"].equals(after["val_accuracy"])
 
 
@@ -139,13 +140,13 @@ def test_changing_the_test_split_changes_nothing_chosen_on_the_valid_split(probl
     split = np.array(["train"] * 120 + ["valid"] * 40 + ["test"] * 40)
     folds = np.zeros(len(labels), dtype=int)
     clean_store = open_store(write_store(tmp_path / "clean.h5", features, labels, folds, split))
-    clean = probe_store(clean_store, "p", spec, PROTOCOL)
+    clean = probe_all(clean_store, "p", spec, PROTOCOL)
     planted_features, planted_labels = plant(features, labels, split == "test")
     store = open_store(write_store(tmp_path / "planted.h5", planted_features, planted_labels,
                                    folds, split))
-    planted = probe_store(store, "p", spec, PROTOCOL)
-    assert_round_untouched(round_of(*clean, 1), round_of(*planted, 1), store, planted_labels,
-                           planted[2]["architecture"])
+    planted = probe_all(store, "p", spec, PROTOCOL)
+    assert_round_untouched(round_of(clean, 1), round_of(planted, 1), store, planted_labels,
+                           planted.probes["architecture"])
 
 
 @pytest.fixture()
@@ -168,7 +169,8 @@ def crossed(tmp_path):
 
 
 def test_each_round_keeps_the_layer_its_validation_chose(crossed):
-    runs, predictions, probes = probe_store(crossed, "p", {"kind": "linear"}, PROTOCOL)
+    probed = probe_all(crossed, "p", {"kind": "linear"}, PROTOCOL)
+    runs, predictions, probes = probed.runs, probed.predictions, probed.probes
     per_layer = runs.groupby(["fold", "layer"])[["val_accuracy", "accuracy"]].mean().unstack()
     by_validation = per_layer["val_accuracy"].idxmax(axis=1)
     by_test = per_layer["accuracy"].idxmax(axis=1)
@@ -200,8 +202,9 @@ def test_each_round_keeps_the_layer_its_validation_chose(crossed):
 def test_results_are_deterministic(problem, tmp_path):
     features, labels, folds = problem
     store = open_store(write_store(tmp_path / "s.h5", features, labels, folds))
-    first, p1, _ = probe_store(store, "p", {"kind": "mlp", "hidden": [32]}, PROTOCOL)
-    second, p2, _ = probe_store(store, "p", {"kind": "mlp", "hidden": [32]}, PROTOCOL)
+    one = probe_all(store, "p", {"kind": "mlp", "hidden": [32]}, PROTOCOL)
+    two = probe_all(store, "p", {"kind": "mlp", "hidden": [32]}, PROTOCOL)
+    first, p1, second, p2 = one.runs, one.predictions, two.runs, two.predictions
     pd.testing.assert_frame_equal(first, second)
     pd.testing.assert_frame_equal(p1, p2)
 
@@ -239,7 +242,8 @@ def test_scores_match_scikit_learn():
 def test_weighted_probe_learns_to_weigh_the_informative_layer(problem, tmp_path):
     features, labels, folds = problem
     store = open_store(write_store(tmp_path / "s.h5", features, labels, folds))
-    runs, predictions, probes = probe_store(store, "w", {"kind": "weighted"}, PROTOCOL)
+    probed = probe_all(store, "w", {"kind": "weighted"}, PROTOCOL)
+    runs, predictions, probes = probed.runs, probed.predictions, probed.probes
     assert set(runs["layer"]) == {-1} and set(predictions["layer"]) == {-1}
     mix = torch.stack([torch.softmax(r["state"]["mix"][0], 0) for r in probes["rounds"]])
     assert len(probes["rounds"]) == 5
@@ -304,8 +308,8 @@ def test_selection_follows_the_selection_metric(imbalanced):
     accuracy, and the recorded validation score is the balanced accuracy of the kept probe on
     the round's validation clips (not its accuracy)."""
     store = imbalanced
-    runs, _, probes = probe_store(store, "p", {"kind": "linear"}, PROTOCOL,
-                                  metric="balanced_accuracy")
+    probed = probe_all(store, "p", {"kind": "linear"}, PROTOCOL, metric="balanced_accuracy")
+    runs, probes = probed.runs, probed.probes
     assert set(runs["selection_metric"]) == {"balanced_accuracy"}
     per_layer = runs.groupby(["fold", "layer"])["val_score"].mean().unstack()
     chosen = runs[runs["chosen"]].groupby("fold")["layer"].first()
@@ -322,7 +326,7 @@ def test_selection_follows_the_selection_metric(imbalanced):
         assert row["val_score"] == pytest.approx(valid["balanced_accuracy"], abs=1e-6)
         assert row["val_accuracy"] == pytest.approx(valid["accuracy"], abs=1e-6)
     assert (runs["val_score"] != runs["val_accuracy"]).any()
-    by_accuracy, _, _ = probe_store(store, "p", {"kind": "linear"}, PROTOCOL)
+    by_accuracy = probe_all(store, "p", {"kind": "linear"}, PROTOCOL).runs
     assert set(by_accuracy["selection_metric"]) == {"accuracy"}
     assert (by_accuracy["val_score"] == by_accuracy["val_accuracy"]).all()
     differs = by_accuracy[["lr", "weight_decay", "epochs", "chosen"]].compare(

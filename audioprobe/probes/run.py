@@ -76,14 +76,6 @@ class Probed:
     layer_weights: pd.DataFrame
 
 
-def probe_store(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
-                device: str = "cpu", metric: str = "accuracy"
-                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(runs, predictions, probes) of :func:`probe_all`."""
-    probed = probe_all(store, probe, spec, protocol, device, metric)
-    return probed.runs, probed.predictions, probed.probes
-
-
 def probe_all(store: Store, probe: str, spec: dict, protocol: ProtocolSettings,
               device: str = "cpu", metric: str = "accuracy",
               evaluation: list[Round] | None = None) -> Probed:

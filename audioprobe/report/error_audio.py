@@ -29,6 +29,15 @@ def clips_per_dataset(asked: int, n_datasets: int) -> int:
     return max(0, min(asked, int(BUDGET // (per_clip * max(n_datasets, 1)))))
 
 
+def best_case(summary: pd.DataFrame, dataset: str) -> tuple[str, str]:
+    """The model and probe of ``dataset`` with the highest headline mean (whose errors are
+    heard)."""
+    rows = summary[summary["dataset"] == dataset]
+    metric = rows["headline_metric"].iloc[0]
+    best = rows.sort_values(f"{metric}_mean", ascending=False).iloc[0]
+    return best["model"], best["probe"]
+
+
 def worst_clips(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
     """The ``count`` test clips with the highest loss, averaged over the rounds and seeds that
     tested them: clip_id, label, the most frequent prediction and the mean loss."""
