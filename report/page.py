@@ -57,6 +57,7 @@ from audioprobe.report.formatting import (duration, metric_name, percent, percen
 run = results.load()
 if run.figures:
     run.figures.mkdir(parents=True, exist_ok=True)
+figure_files = vector.Writer()  # each figure's PDF and SVG, written beside the page
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
 # One colour (and line style) per model, the same in every figure; other figures use greys,
 # except the classes of the feature map (colour and marker, named in its legend).
@@ -131,11 +132,12 @@ def show(fig: plt.Figure, name: str, caption: str, alt: str) -> None:
     width, height = fig.get_size_inches()
     if width > FIGURE_WIDTH:  # legible at 800 px: never wider than the page's figures
         fig.set_size_inches(FIGURE_WIDTH, height * FIGURE_WIDTH / width)
+    box = vector.tight_box(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches=box)
     if run.figures:
         (run.figures / f"{figure_count:02d}-{name}.png").write_bytes(buffer.getvalue())
-        vector.save(fig, run.figures / f"{figure_count:02d}-{name}")
+        figure_files.save(fig, run.figures / f"{figure_count:02d}-{name}", box)
     data = base64.b64encode(buffer.getvalue()).decode()
     display(HTML(f'<figure class="report-figure" id="fig-{name}">'
                  f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
@@ -759,3 +761,4 @@ from audioprobe.report import reproduce
 display(HTML("<pre class='config'>" + html.escape(reproduce.block(
     run.config, results.git_commit(run.workflow), run.manifests,
     run_details()["packages"])) + "</pre>"))
+figure_files.close()

@@ -29,6 +29,7 @@ rule report:
         "benchmarks/report/report.tsv"
     conda:
         "../envs/audioprobe.yaml"
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=60,

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -887,8 +888,38 @@ def test_every_figure_is_also_pdf_and_svg(study):
     pngs = sorted(figures.glob("*.png"))
     assert pngs
     for png in pngs:
-        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
-        assert b"<svg" in png.with_suffix(".svg").read_bytes()[:2000]
+        pdf, svg = png.with_suffix(".pdf").read_bytes(), png.with_suffix(".svg").read_text()
+        assert pdf.startswith(b"%PDF")
+        assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType, as journals ask
+        assert "<text" in svg and "<svg" in svg[:2000]  # text kept as text
+        # the three files share one crop: PNG pixels at 90 dpi, SVG points at 72 per inch
+        width, height = struct.unpack(">II", png.read_bytes()[16:24])
+        svg_size = re.search(r'<svg[^>]* width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+        assert svg_size, png.name
+        assert float(svg_size[1]) / 72 == pytest.approx(width / 90, abs=0.02), png.name
+        assert float(svg_size[2]) / 72 == pytest.approx(height / 90, abs=0.02), png.name
+
+
+def test_a_figure_whose_vector_files_fail_fails_the_page(tmp_path):
+    """PDF and SVG are written by forked children; one that fails is reported by ``close``,
+    with the figure named, and the others are complete."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from audioprobe.report import vector
+
+    writer = vector.Writer()
+    for stem in (tmp_path / "01-fine", tmp_path / "missing-folder" / "02-broken"):
+        fig, ax = plt.subplots()
+        ax.set_title("a title kept as text")
+        writer.save(fig, stem, vector.tight_box(fig))
+        plt.close(fig)
+    with pytest.raises(RuntimeError, match="02-broken"):
+        writer.close()
+    assert "a title kept as text" in (tmp_path / "01-fine.svg").read_text()
+    assert (tmp_path / "01-fine.pdf").read_bytes().rstrip().endswith(b"%%EOF")
 
 
 def test_study_report_prints_the_whole_matrix(study, study_page):
