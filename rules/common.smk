@@ -18,6 +18,7 @@ from audioprobe.errors import AudioprobeError, OptionError
 from audioprobe.features.families import (
     FAMILIES,
     check as check_model,
+    is_single_layer,
     needs_gpu,
     spec_of,
 )
@@ -148,6 +149,45 @@ def label_efficiency_probes():
 
 
 LABEL_EFFICIENCY_PROBES = label_efficiency_probes()
+
+
+def probe_runs(probes):
+    """(model, probe) of every probe job of ``probes``: every model with each of them, but a
+    weighted probe on a model whose family has a single layer (log-mel), where a learned mix
+    of one layer would be the linear probe again."""
+    return [
+        (model, probe)
+        for model in MODELS
+        for probe in probes
+        if not (
+            config["probes"][probe]["kind"] == "weighted"
+            and is_single_layer(config["models"][model])
+        )
+    ]
+
+
+PROBE_RUNS = probe_runs(PROBES)
+LABEL_EFFICIENCY_RUNS = probe_runs(LABEL_EFFICIENCY_PROBES)
+
+
+def probe_records(pattern, runs=PROBE_RUNS):
+    """``pattern`` for every dataset and (model, probe) of ``runs``: one record each, with
+    its keys and the file they name."""
+    return [
+        {
+            "dataset": dataset,
+            "model": model,
+            "probe": probe,
+            "path": expand(str(pattern), dataset=dataset, model=model, probe=probe)[0],
+        }
+        for dataset in DATASETS
+        for model, probe in runs
+    ]
+
+
+def probe_files(pattern, runs=PROBE_RUNS):
+    """The files of :func:`probe_records`."""
+    return [record["path"] for record in probe_records(pattern, runs)]
 
 
 wildcard_constraints:
@@ -379,23 +419,15 @@ def label_efficiency_files(kind):
     """
     if all(f >= 1 for f in config["label_efficiency"]["fractions"]):
         return []
-    return expand(
-        getattr(rules.label_efficiency_probe.output, kind),
-        dataset=DATASETS,
-        model=MODELS,
-        probe=LABEL_EFFICIENCY_PROBES,
+    return probe_files(
+        getattr(rules.label_efficiency_probe.output, kind), LABEL_EFFICIENCY_RUNS
     )
 
 
 def label_efficiency_full(kind):
     """The probe jobs' own ``kind`` (runs or predictions: fraction 1) of the label-efficiency
     probes."""
-    return expand(
-        getattr(rules.probe.output, kind),
-        dataset=DATASETS,
-        model=MODELS,
-        probe=LABEL_EFFICIENCY_PROBES,
-    )
+    return probe_files(getattr(rules.probe.output, kind), LABEL_EFFICIENCY_RUNS)
 
 
 def label_efficiency_keys():
@@ -404,20 +436,14 @@ def label_efficiency_keys():
     fractions = (
         []
         if all(f >= 1 for f in config["label_efficiency"]["fractions"])
-        else LABEL_EFFICIENCY_PROBES
+        else LABEL_EFFICIENCY_RUNS
     )
     return {
-        "predictions": keyed(
-            rules.probe.output.predictions,
-            dataset=DATASETS,
-            model=MODELS,
-            probe=LABEL_EFFICIENCY_PROBES,
+        "predictions": probe_records(
+            rules.probe.output.predictions, LABEL_EFFICIENCY_RUNS
         ),
-        "fraction_predictions": keyed(
-            rules.label_efficiency_probe.output.predictions,
-            dataset=DATASETS,
-            model=MODELS,
-            probe=fractions,
+        "fraction_predictions": probe_records(
+            rules.label_efficiency_probe.output.predictions, fractions
         ),
         "manifests": keyed(rules.manifest.output.manifest, dataset=DATASETS),
     }
@@ -473,9 +499,7 @@ def table_keys():
     """The predictions and manifests of the summary and comparisons, keyed by dataset, model
     and probe (the inputs of the same names, in records)."""
     return {
-        "predictions": keyed(
-            rules.probe.output.predictions, dataset=DATASETS, model=MODELS, probe=PROBES
-        ),
+        "predictions": probe_records(rules.probe.output.predictions),
         "manifests": keyed(rules.manifest.output.manifest, dataset=DATASETS),
     }
 
@@ -490,18 +514,9 @@ def report_files(wildcards):
     manifest = rules.manifest.output
     notes = getattr(manifest, "notes", None) or "results/manifests/{dataset}.notes.json"
     return {
-        "predictions": keyed(
-            rules.probe.output.predictions, dataset=DATASETS, model=MODELS, probe=PROBES
-        ),
-        "curves": keyed(
-            rules.probe.output.curves, dataset=DATASETS, model=MODELS, probe=PROBES
-        ),
-        "layer_weights": keyed(
-            rules.probe.output.layer_weights,
-            dataset=DATASETS,
-            model=MODELS,
-            probe=PROBES,
-        ),
+        "predictions": probe_records(rules.probe.output.predictions),
+        "curves": probe_records(rules.probe.output.curves),
+        "layer_weights": probe_records(rules.probe.output.layer_weights),
         "stores": keyed(merged.store, dataset=DATASETS, model=MODELS),
         "similarity": keyed(rules.layer_similarity.output.table, dataset=DATASETS),
         "rejected": keyed(merged.rejected, dataset=DATASETS, model=MODELS),

@@ -1,14 +1,7 @@
 rule summary:
     input:
-        runs=expand(
-            rules.probe.output.runs, dataset=DATASETS, model=MODELS, probe=PROBES
-        ),
-        predictions=expand(
-            rules.probe.output.predictions,
-            dataset=DATASETS,
-            model=MODELS,
-            probe=PROBES,
-        ),
+        runs=probe_files(rules.probe.output.runs),
+        predictions=probe_files(rules.probe.output.predictions),
         manifests=expand(rules.manifest.output.manifest, dataset=DATASETS),
     output:
         runs="results/tables/runs.csv",

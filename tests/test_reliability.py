@@ -372,8 +372,9 @@ def test_a_truncated_store_is_built_again(demo_run, tmp_path):
         f.truncate(store.stat().st_size // 2)
     dry = plan(folder)
     assert "results/features/demo/logmel.h5 is unreadable (" in dry
-    # its store's three probes, its linear probe on fractions, the dataset's similarity
-    for rule, jobs in (("merge_features", 1), ("probe", 3), ("label_efficiency_probe", 1),
+    # its store's two probes (log-mel has no weighted probe), its linear probe on fractions,
+    # the dataset's similarity
+    for rule, jobs in (("merge_features", 1), ("probe", 2), ("label_efficiency_probe", 1),
                        ("layer_similarity", 1), ("summary", 1)):
         assert re.search(rf"^{rule}\s+{jobs}$", dry, re.M), dry
     snakemake(folder, "results/features/demo/logmel.h5", "--cores", "2")

@@ -42,9 +42,11 @@ def test_summary_has_every_dataset_model_probe_with_round_intervals(demo_run):
         assert row.accuracy_ci_low < row.accuracy_mean < row.accuracy_ci_high
     layers = pd.read_csv(demo_run / "results/tables/layers.csv")
     # log-mel: 1 layer; CREPE tiny and its control: 6 conv blocks and the embedding each; the
-    # weighted probe: one row (its mix of all layers) per model
+    # weighted probe: one row (its mix of all layers) per model of more than one layer
     weighted = sum(spec["kind"] == "weighted" for spec in CONFIG["probes"].values())
-    assert len(layers) == (1 + 7 + 7) * (len(CONFIG["probes"]) - weighted) + 3 * weighted
+    assert len(layers) == (1 + 7 + 7) * (len(CONFIG["probes"]) - weighted) + 2 * weighted
+    assert not layers.query("model == 'logmel' and probe == 'weighted'").size
+    assert not (demo_run / "results/probes/demo/logmel/weighted.csv").exists()
     assert layers.groupby(["model", "probe"])["rounds_chosen"].sum().eq(5).all()
 
 

@@ -159,6 +159,7 @@ class Registered:
     module: str
     needs_gpu: Callable[[dict], bool] = _gpu  # whether extraction asks for a GPU
     baseline: bool = False  # weight-free (no parameters): every other model is compared with it
+    single_layer: bool = False  # one layer only: no weighted probe (a mix of one layer)
     checks: bool = False  # its module's ``check(name, spec)`` runs before any job
     options: type = LogmelOptions  # ``models.<name>.options``: a TypedDict
     user_kwargs: bool = False  # options it does not declare are keyword arguments of the user's code
@@ -166,7 +167,11 @@ class Registered:
 
 FAMILIES = {
     "logmel": Registered(
-        "audioprobe.features.families.logmel", needs_gpu=_cpu, baseline=True, options=LogmelOptions
+        "audioprobe.features.families.logmel",
+        needs_gpu=_cpu,
+        baseline=True,
+        single_layer=True,
+        options=LogmelOptions,
     ),
     "transformers": Registered(
         "audioprobe.features.families.transformers", options=TransformersOptions
@@ -308,6 +313,12 @@ def needs_gpu(spec: dict) -> bool:
 def is_baseline(spec: dict) -> bool:
     """Whether a model spec (or card) is of a weight-free baseline family."""
     return spec.get("family") in FAMILIES and FAMILIES[spec["family"]].baseline
+
+
+def is_single_layer(spec: dict) -> bool:
+    """Whether every model of this spec's family has one layer (log-mel), known before any
+    job."""
+    return spec.get("family") in FAMILIES and FAMILIES[spec["family"]].single_layer
 
 
 def check(name: str, spec: dict) -> None:
