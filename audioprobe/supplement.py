@@ -90,6 +90,80 @@ def latex_matrix(frame: pd.DataFrame, datasets: list[str]) -> str:
     return "\n".join(lines)
 
 
+# Full records of the sources of report/reference_results.csv, by its ``source`` column: the
+# paper each published number comes from, or for a repository's README its maintainers. A
+# source not listed here gets a @misc entry (source, year, link) and fails the supplement test.
+SOURCE_REFERENCES = {
+    "ESC-50 dataset README": ("piczak2021esc50readme", "misc", {
+        "author": "Piczak, Karol J.",
+        "title": "{ESC-50}: Dataset for Environmental Sound Classification "
+                 "(repository README, results table)",
+        "howpublished": r"\url{https://github.com/karolpiczak/ESC-50}", "year": "2021"}),
+    "ESC-50 dataset README (piczak2015a)": ("piczak2015esc", "inproceedings", {
+        "author": "Piczak, Karol J.",
+        "title": "{ESC}: Dataset for Environmental Sound Classification",
+        "booktitle": "Proceedings of the 23rd ACM International Conference on Multimedia",
+        "pages": "1015--1018", "year": "2015", "doi": "10.1145/2733373.2806390"}),
+    "ESC-50 dataset README (piczak2015b)": ("piczak2015cnn", "inproceedings", {
+        "author": "Piczak, Karol J.",
+        "title": "Environmental Sound Classification with Convolutional Neural Networks",
+        "booktitle": "IEEE 25th International Workshop on Machine Learning for Signal "
+                     "Processing (MLSP)", "year": "2015", "doi": "10.1109/MLSP.2015.7324337"}),
+    "EVAR (nttcslab/eval-audio-repr README, linear evaluation)": ("niizumi2025evar", "misc", {
+        "author": "Niizumi, Daisuke",
+        "title": "{EVAR}: Evaluation Package for Audio Representations (repository README, "
+                 "linear evaluation results)",
+        "howpublished": r"\url{https://github.com/nttcslab/eval-audio-repr}", "year": "2025"}),
+    "HEAR 2021 (hear-leaderboard)": ("turian2022hear", "inproceedings", {
+        "author": "Turian, Joseph and Shier, Jordie and Khan, Humair Raj and Raj, Bhiksha "
+                  "and others",
+        "title": "{HEAR}: Holistic Evaluation of Audio Representations",
+        "booktitle": "Proceedings of the NeurIPS 2021 Competitions and Demonstrations Track",
+        "series": "PMLR", "volume": "176", "pages": "125--145", "year": "2022",
+        "note": r"Leaderboard: \url{https://hearbenchmark.com}"}),
+    "SUPERB (Interspeech 2021 paper, superbbenchmark.org)": ("yang2021superb", "inproceedings", {
+        "author": "Yang, Shu-wen and Chi, Po-Han and Chuang, Yung-Sung and others",
+        "title": "{SUPERB}: Speech Processing Universal {PERformance} Benchmark",
+        "booktitle": "Proceedings of Interspeech 2021", "pages": "1194--1198", "year": "2021",
+        "note": r"Leaderboard: \url{https://superbbenchmark.org}"}),
+    "X-ARES (2025, README table)": ("zhang2025xares", "inproceedings", {
+        "author": "Zhang, Junbo and Dinkel, Heinrich and Niu, Yadong and Liu, Chenyu and "
+                  "Cheng, Si and Zhao, Anbei and Luan, Jian",
+        "title": "{X-ARES}: A Comprehensive Framework for Assessing Audio Encoder Performance",
+        "booktitle": "Proceedings of Interspeech 2025", "year": "2025",
+        "eprint": "2505.16369", "archiveprefix": "arXiv",
+        "note": r"Results table: \url{https://github.com/jimbozhang/xares}"}),
+    "PaddleSpeech ESC-50 example": ("paddlespeech_esc50", "misc", {
+        "author": "{PaddlePaddle Authors}",
+        "title": "{PaddleSpeech}: {ESC-50} example (repository README, results table)",
+        "howpublished": r"\url{https://github.com/PaddlePaddle/PaddleSpeech}"}),
+    "BTS (Kim et al., Interspeech 2024)": ("kim2024bts", "inproceedings", {
+        "author": "Kim, June-Woo and Toikkanen, Miika and Choi, Yera and Moon, Seoung-Eun and "
+                  "Jung, Ho-Young",
+        "title": "{BTS}: Bridging Text and Sound Modalities for Metadata-Aided Respiratory "
+                 "Sound Classification",
+        "booktitle": "Proceedings of Interspeech 2024", "year": "2024",
+        "eprint": "2406.06786", "archiveprefix": "arXiv"}),
+    "Patch-Mix contrastive learning (Bae et al., Interspeech 2023)": (
+        "bae2023patchmix", "inproceedings", {
+            "author": "Bae, Sangmin and Kim, June-Woo and Cho, Won-Yang and Baek, Hyerim and "
+                      "Son, Soyoun and Lee, Byungjo and Ha, Changwan and Tae, Kyongpil and "
+                      "Kim, Sungnyun and Yun, Se-Young",
+            "title": "Patch-Mix Contrastive Learning with Audio Spectrogram Transformer on "
+                     "Respiratory Sound Classification",
+            "booktitle": "Proceedings of Interspeech 2023", "year": "2023",
+            "eprint": "2305.14032", "archiveprefix": "arXiv"}),
+    "SG-SCL (Kim et al., ICASSP 2024)": ("kim2024sgscl", "inproceedings", {
+        "author": "Kim, June-Woo and Bae, Sangmin and Cho, Won-Yang and Lee, Byungjo and "
+                  "Jung, Ho-Young",
+        "title": "Stethoscope-Guided Supervised Contrastive Learning for Cross-Domain "
+                 "Adaptation on Respiratory Sound Classification",
+        "booktitle": "IEEE International Conference on Acoustics, Speech and Signal "
+                     "Processing (ICASSP)", "year": "2024",
+        "eprint": "2312.09603", "archiveprefix": "arXiv"}),
+}
+
+
 def bib_key(source: str, year: str) -> str:
     """A BibTeX key from a reference's source and year."""
     words = re.findall(r"[A-Za-z0-9]+", source)
@@ -97,11 +171,18 @@ def bib_key(source: str, year: str) -> str:
 
 
 def bibtex(references: pd.DataFrame) -> str:
-    """BibTeX of the report's method references and of every source of the published numbers
-    (a @misc entry each: source, year, link, as the reference table gives them)."""
+    """BibTeX of the report's method references and of every source of the published numbers:
+    its full record (``SOURCE_REFERENCES``), else a @misc entry of the source, year and link
+    as the reference table gives them."""
     entries = [(key, kind, fields) for key, (kind, fields) in METHOD_REFERENCES.items()]
     seen = set()
     for _, row in references.drop_duplicates(["source", "year", "link"]).iterrows():
+        if row["source"] in SOURCE_REFERENCES:
+            key, kind, fields = SOURCE_REFERENCES[row["source"]]
+            if key not in seen:
+                seen.add(key)
+                entries.append((key, kind, fields))
+            continue
         key = bib_key(row["source"], row["year"])
         while key in seen:
             key += "a"
