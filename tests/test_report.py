@@ -920,6 +920,17 @@ def test_a_figure_whose_vector_files_fail_fails_the_page(tmp_path):
         writer.close()
     assert "a title kept as text" in (tmp_path / "01-fine.svg").read_text()
     assert (tmp_path / "01-fine.pdf").read_bytes().rstrip().endswith(b"%%EOF")
+    # where the page writes them itself (not Linux), the same files, and a failure at once
+    writer = vector.Writer()
+    writer.forks = False
+    fig, ax = plt.subplots()
+    ax.set_title("written in the page")
+    writer.save(fig, tmp_path / "03-here", vector.tight_box(fig))
+    with pytest.raises(FileNotFoundError):
+        writer.save(fig, tmp_path / "missing-folder" / "04-broken", vector.tight_box(fig))
+    plt.close(fig)
+    writer.close()
+    assert "written in the page" in (tmp_path / "03-here.svg").read_text()
 
 
 def test_study_report_prints_the_whole_matrix(study, study_page):

@@ -4,8 +4,9 @@ A figure's tight bounding box is measured once (``tight_box``) and used for its 
 SVG alike. The PDF and SVG are written by a forked copy of the page's process while the page
 goes on to its next figure (the report job has two threads): the child inherits the figure in
 memory, so nothing is pickled. At most two children run at a time, so the page waits on
-them only when it gets ahead by more than a figure. Where ``fork`` is not available
-(Windows) the page writes them itself. Text stays text: TrueType fonts in the PDF
+them only when it gets ahead by more than a figure. On other systems than Linux (macOS, where
+forking a process that has loaded system frameworks is unsafe; Windows, which has no fork) the
+page writes them itself. Text stays text: TrueType fonts in the PDF
 (``pdf.fonttype`` 42, as journals ask) and ``<text>`` elements in the SVG, editable in a vector
 editor."""
 
@@ -56,7 +57,7 @@ class Writer:
     was not written."""
 
     def __init__(self) -> None:
-        self.forks = "fork" in multiprocessing.get_all_start_methods()
+        self.forks = sys.platform == "linux"
         self.running: list[multiprocessing.Process] = []
         self.failed: list[str] = []
 
