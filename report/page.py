@@ -304,6 +304,16 @@ table(setup.probe_table(run), "probes")
 # pairs (in test clips, each clip's seeds averaged, each round at its own chosen layer).
 
 # %%
+def legend_text(name: str, chosen: list[str]) -> str:
+    """A layer figure's legend entry: a model with each probe's chosen layers (round by
+    round), a single-layer model as a reference line, or a weighted probe's line."""
+    if name not in MODEL_STYLES:
+        return name
+    if not chosen:
+        return f"{name} (single layer, reference line)"
+    return f"{name}: chosen layers, " + "; ".join(chosen)
+
+
 def layer_figure(dataset: str) -> None:
     """Validation (left) and test (right) score by relative depth, one row per probe."""
     selected, metric = run.selection_metric(dataset), run.headline_metric(dataset)
@@ -311,8 +321,8 @@ def layer_figure(dataset: str) -> None:
     fig, axes = plt.subplots(len(probes), 2, figsize=(FIGURE_WIDTH, 3.4 * len(probes)),
                              squeeze=False)
     weighted = layers.weighted_lines(run, dataset)
+    legend: dict[str, tuple] = {}  # one entry per model (and weighted line): handle, texts
     for r, probe in enumerate(probes):
-        handles = []
         for c, (key, label) in enumerate([("validation", f"validation {metric_name(selected)}"),
                                           ("test", f"test {metric_name(metric)}")]):
             ax, lows, highs = axes[r][c], [], []
@@ -322,32 +332,34 @@ def layer_figure(dataset: str) -> None:
                 if curve["n_layers"] == 1:
                     line = ax.axhline(mean[0], color=style["color"], linestyle="--", linewidth=2)
                     ax.axhspan(low[0], high[0], color=style["color"], alpha=0.12)
-                    text = f"{model} (single layer, reference line)"
+                    text = None
                 else:
                     line, = ax.plot(curve["depth"], mean, marker="o", markersize=3.5, **style)
                     ax.fill_between(curve["depth"], low, high, color=style["color"], alpha=0.15)
                     modal = curve["layers"] == curve["modal"]
                     ax.plot(curve["depth"][modal], mean[modal], marker="*", markersize=14,
                             color=style["color"], markeredgecolor="black", linestyle="none")
-                    text = f"{model}: chosen layers {', '.join(map(str, curve['chosen']))}"
+                    text = f"{probe} {', '.join(map(str, curve['chosen']))}"
                 lows += list(low)
                 highs += list(high)
                 if c == 0:
-                    handles.append((line, text))
+                    texts = legend.setdefault(model, (line, []))[1]
+                    texts += [text] if text else []
             if c == 1:
                 for model, wprobe, value in weighted:
                     line = ax.axhline(value, color=MODEL_STYLES[model]["color"], linestyle=":",
                                       linewidth=1.8)
                     lows.append(value)
                     highs.append(value)
-                    handles.append((line, f"{model}: {wprobe} probe, all layers (test)"))
+                    legend.setdefault(f"{model}: {wprobe} probe, all layers (test)", (line, []))
             if lows:
                 ax.set_ylim(*fitted_limits(lows, highs))
             ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = first, 1 = last)",
                    ylabel=label, title=f"{probe} probe: {label}")
-        fig.legend([h for h, _ in handles], [t for _, t in handles], loc="upper center",
-                   bbox_to_anchor=(0.5, 0), ncol=2, fontsize="small", frameon=False,
-                   title="★ layer chosen in most rounds")
+    fig.legend([handle for handle, _ in legend.values()],
+               [legend_text(name, texts) for name, (_, texts) in legend.items()],
+               loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2, fontsize="small",
+               frameon=False, title="★ layer chosen in most rounds")
     fig.tight_layout()
     show(fig, f"{dataset}-layers", layers.curve_caption(run, dataset),
          f"{dataset}: line charts of validation and test score against relative depth per model")

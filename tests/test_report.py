@@ -900,6 +900,19 @@ def test_every_figure_is_also_pdf_and_svg(study):
         assert float(svg_size[2]) / 72 == pytest.approx(height / 90, abs=0.02), png.name
 
 
+def test_layer_figures_have_one_legend_entry_per_model_with_each_probes_layers(study):
+    """One legend under the figure (a legend per probe row drew their texts on top of each
+    other): each model once, with every layered probe's chosen layers, round by round."""
+    for svg in sorted(Path(study[1]["figures"]).glob("*-layers.svg")):
+        texts = [unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg.read_text())]
+        chosen = [t for t in texts if ": chosen layers, " in t]
+        models = [t.split(":")[0] for t in chosen]
+        assert len(models) == len(set(models)) and models, svg.name
+        for text in chosen:
+            assert re.fullmatch(r"[\w-]+: chosen layers, linear [\d, ]+; mlp [\d, ]+", text), text
+        assert sum("single layer, reference line" in t for t in texts) == 1, svg.name
+
+
 def test_a_figure_whose_vector_files_fail_fails_the_page(tmp_path):
     """PDF and SVG are written by forked children; one that fails is reported by ``close``,
     with the figure named, and the others are complete."""
