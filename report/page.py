@@ -304,14 +304,12 @@ table(setup.probe_table(run), "probes")
 # pairs (in test clips, each clip's seeds averaged, each round at its own chosen layer).
 
 # %%
-def legend_text(name: str, chosen: list[str]) -> str:
-    """A layer figure's legend entry: a model with each probe's chosen layers (round by
-    round), a single-layer model as a reference line, or a weighted probe's line."""
-    if name not in MODEL_STYLES:
-        return name
+def legend_text(model: str, chosen: list[str]) -> str:
+    """A layer figure's legend entry of a model: each probe's chosen layers (round by round),
+    or for a single-layer model its reference line."""
     if not chosen:
-        return f"{name} (single layer, reference line)"
-    return f"{name}: chosen layers, " + "; ".join(chosen)
+        return f"{model} (single layer, reference line)"
+    return f"{model}: chosen layers, " + "; ".join(chosen)
 
 
 def layer_figure(dataset: str) -> None:
@@ -321,7 +319,8 @@ def layer_figure(dataset: str) -> None:
     fig, axes = plt.subplots(len(probes), 2, figsize=(FIGURE_WIDTH, 3.4 * len(probes)),
                              squeeze=False)
     weighted = layers.weighted_lines(run, dataset)
-    legend: dict[str, tuple] = {}  # one entry per model (and weighted line): handle, texts
+    chosen: dict[str, tuple] = {}  # per model: its line and each probe's chosen layers
+    weighted_lines: dict[str, object] = {}  # a weighted probe's line by its label
     for r, probe in enumerate(probes):
         for c, (key, label) in enumerate([("validation", f"validation {metric_name(selected)}"),
                                           ("test", f"test {metric_name(metric)}")]):
@@ -343,23 +342,22 @@ def layer_figure(dataset: str) -> None:
                 lows += list(low)
                 highs += list(high)
                 if c == 0:
-                    texts = legend.setdefault(model, (line, []))[1]
-                    texts += [text] if text else []
+                    chosen.setdefault(model, (line, []))[1].extend([text] if text else [])
             if c == 1:
                 for model, wprobe, value in weighted:
                     line = ax.axhline(value, color=MODEL_STYLES[model]["color"], linestyle=":",
                                       linewidth=1.8)
                     lows.append(value)
                     highs.append(value)
-                    legend.setdefault(f"{model}: {wprobe} probe, all layers (test)", (line, []))
+                    weighted_lines.setdefault(f"{model}: {wprobe} probe, all layers (test)", line)
             if lows:
                 ax.set_ylim(*fitted_limits(lows, highs))
             ax.set(xlim=(-0.03, 1.03), xlabel="relative depth (0 = first, 1 = last)",
                    ylabel=label, title=f"{probe} probe: {label}")
-    fig.legend([handle for handle, _ in legend.values()],
-               [legend_text(name, texts) for name, (_, texts) in legend.items()],
-               loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2, fontsize="small",
-               frameon=False, title="★ layer chosen in most rounds")
+    fig.legend([line for line, _ in chosen.values()] + list(weighted_lines.values()),
+               [legend_text(model, texts) for model, (_, texts) in chosen.items()]
+               + list(weighted_lines), loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2,
+               fontsize="small", frameon=False, title="★ layer chosen in most rounds")
     fig.tight_layout()
     show(fig, f"{dataset}-layers", layers.curve_caption(run, dataset),
          f"{dataset}: line charts of validation and test score against relative depth per model")
