@@ -85,3 +85,21 @@ main()
     line = next(line for line in out.stdout.splitlines() if line.startswith("MODULES "))
     loaded = set(json.loads(line.removeprefix("MODULES ")))
     assert "torch" not in loaded and "sklearn" not in loaded
+
+
+def test_training_probes_never_imports_torch_dynamo():
+    """A probe job trains with Adam without importing torch._dynamo (which any torch.optim
+    optimizer's constructor imports: seconds of every probe job's start-up on two cores)."""
+    code = """
+import numpy as np, torch
+from audioprobe.probes.train import Architecture, Member, fit_predict
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((1, 40, 8)), np.arange(40) % 2
+fit = fit_predict(x, y, x, y, x, n_classes=2, arch=Architecture(hidden=[4]),
+                  members=[[Member(0.01, 0.1, 0), Member(0.001, 0.0, 0)]], max_epochs=3,
+                  patience=1, batch_size=16, device=torch.device("cpu"))
+assert fit.test_proba.shape == (2, 40, 2)
+"""
+    loaded = modules_after(code)
+    assert "audioprobe.probes.train" in loaded and "torch" in loaded  # it ran
+    assert "torch._dynamo" not in loaded

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.adam import adam
 
 from audioprobe.probes.metrics import scores_from_counts
 
@@ -189,20 +190,39 @@ class StackedProbe(torch.nn.Module):
                 getattr(self, name).copy_(value.view_as(getattr(self, name)))
 
 
-def _adam(model: StackedProbe) -> torch.optim.Adam:
-    return torch.optim.Adam(model.parameters(), lr=model.lr_ref, fused=True)
+class Adam:
+    """torch's fused Adam (its functional form, ``torch.optim.adam.adam``) over a stacked
+    model's parameters, with moments whose rows can be dropped with the model's (``keep``).
 
+    It makes the same step as ``torch.optim.Adam(fused=True)``; constructing
+    any ``torch.optim`` optimizer imports ``torch._dynamo`` (about 2 s of every probe job's
+    start-up on two cores), calling the function does not."""
 
-def _drop_finished(model: StackedProbe, optimizer: torch.optim.Adam,
-                   rows: torch.Tensor) -> torch.optim.Adam:
-    """Keep only these rows of the model and of Adam's moments, so finished members cost no
-    more work."""
-    moments = [optimizer.state[p] for p in model.parameters()]
-    model.keep(rows)
-    optimizer = _adam(model)
-    for p, state in zip(model.parameters(), moments):
-        optimizer.state[p] = {k: v[rows] if v.dim() else v for k, v in state.items()}
-    return optimizer
+    def __init__(self, model: StackedProbe) -> None:
+        self.lr = model.lr_ref
+        self.params = list(model.parameters())
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), device=p.device) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        adam(
+            self.params, [p.grad for p in self.params], self.exp_avgs, self.exp_avg_sqs, [],
+            self.steps, fused=True, amsgrad=False, beta1=0.9, beta2=0.999, lr=self.lr,
+            weight_decay=0.0, eps=1e-8, maximize=False)
+
+    def keep(self, model: StackedProbe, rows: torch.Tensor) -> None:
+        """Keep only these rows of the model and of the moments, so finished members cost no
+        more work."""
+        model.keep(rows)
+        self.params = list(model.parameters())
+        self.exp_avgs = [m[rows] for m in self.exp_avgs]
+        self.exp_avg_sqs = [m[rows] for m in self.exp_avg_sqs]
 
 
 def member_state(state: dict[str, torch.Tensor], e: int) -> dict[str, torch.Tensor]:
@@ -283,7 +303,7 @@ class History:
         return dict(zip(self.CURVES, table))
 
 
-def _train_epoch(model: StackedProbe, optimizer: torch.optim.Adam, x: torch.Tensor,
+def _train_epoch(model: StackedProbe, optimizer: Adam, x: torch.Tensor,
                  y: torch.Tensor, order: torch.Tensor, batch_size: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the training clips in ``order``, every member on the same batches.
@@ -299,7 +319,7 @@ def _train_epoch(model: StackedProbe, optimizer: torch.optim.Adam, x: torch.Tens
         logits = model(x[:, idx])
         per_member = F.cross_entropy(logits.transpose(1, 2), y[idx].expand(len(logits), -1),
                                      reduction="none").mean(1)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         per_member.sum().backward()
         model.apply_decay()
         optimizer.step()
@@ -352,7 +372,7 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
     build = lambda: StackedProbe(members, arch, xt.shape[0], xt.shape[-1],  # noqa: E731
                                  n_classes).to(device)
     model = build()
-    optimizer = _adam(model)
+    optimizer = Adam(model)
     best = Checkpoints(model, device)
     history = History(len(model.member))
     gen = torch.Generator().manual_seed(members[0][0].seed)
@@ -367,7 +387,7 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
         if not going.any():
             break
         if not going.all():
-            optimizer = _drop_finished(model, optimizer, going.nonzero().squeeze(1))
+            optimizer.keep(model, going.nonzero().squeeze(1))
     model = build()
     model.load(best.state)
     model.eval()
