@@ -103,3 +103,14 @@ assert fit.test_proba.shape == (2, 40, 2)
     loaded = modules_after(code)
     assert "audioprobe.probes.train" in loaded and "torch" in loaded  # it ran
     assert "torch._dynamo" not in loaded
+
+
+def test_the_report_page_imports_torch_only_to_play_error_clips():
+    """Every module the page imports, the error-audio one included, loads without torch: only
+    listening to error clips (``report.error_clips``, off by default) decodes audio with it."""
+    tree = ast.parse((REPO / "report" / "page.py").read_text())
+    imports = "\n".join(ast.unparse(node) for node in tree.body
+                        if isinstance(node, ast.Import | ast.ImportFrom))
+    loaded = modules_after(imports)
+    assert "audioprobe.report.error_audio" in loaded and "audioprobe.report.layers" in loaded
+    assert "torch" not in loaded

@@ -12,11 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from audioprobe.errors import AudioError
-from audioprobe.features.audio import decode, probe
 
 RATE = 8000  # the players' sample rate: speech stays intelligible
 SECONDS = 4.0  # the longest excerpt played
@@ -48,7 +45,11 @@ def worst_clips(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
 
 
 def excerpt(path: str, start: float, end: float) -> np.ndarray:
-    """At most ``SECONDS`` of a clip, mono, at ``RATE``."""
+    """At most ``SECONDS`` of a clip, mono, at ``RATE`` (decoded as the extraction decodes)."""
+    import torchaudio.functional as AF  # torch only where clips are heard (off by default)
+
+    from audioprobe.features.audio import decode, probe
+
     rate, first, last = probe(path, start, end, longest=math.inf)
     wave, rate = decode(path, first, min(last, first + int(SECONDS * rate)))
     return AF.resample(wave, rate, RATE).numpy() if rate != RATE else wave.numpy()
@@ -64,6 +65,8 @@ def player(wave: np.ndarray) -> str:
 
 def spectrogram(wave: np.ndarray) -> str:
     """A small log-magnitude spectrogram as an embedded PNG."""
+    import torch
+
     fig, ax = plt.subplots(figsize=(2.4, 0.9))
     spec = torch.stft(torch.from_numpy(wave), 256, 128, window=torch.hann_window(256),
                       return_complex=True).abs()
