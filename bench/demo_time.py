@@ -5,11 +5,14 @@ there (``snakemake --cores 8 --resources gpu=1``) and accounts the CPU time (use
 of each Python process it starts: every process reports its own and its waited-for children's
 (``getrusage``) when it exits, through a ``sitecustomize`` module put on ``PYTHONPATH`` for
 the run only. A job's CPU time is its script process's with its children (the report's Jupyter
-kernel and the kernel's PDF/SVG writers); Snakemake's is its own process's. Snakemake's
+kernel and the kernel's PDF/SVG writers); Snakemake's is its own process's; "other" is what
+Snakemake's children spent that no process reported: the interpreters' start before the hook
+is imported and their teardown after it reports (about 0.7 s for a process that imported
+torch), and the shells that start the jobs. Snakemake's
 benchmark files sample the job's processes now and then, so they miss part of a short job's
 CPU time; this does not.
 
-    python bench/demo_time.py [--snakemake .venv/bin/snakemake] [--keep]
+    python bench/demo_time.py [--snakemake .venv/bin/snakemake] [--keep] [-- SNAKEMAKE_ARGS]
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def job_of(command: str) -> str | None:
     return None
 
 
-def run(snakemake: str, keep: bool) -> None:
+def run(snakemake: str, keep: bool, extra: list[str]) -> None:
     folder = Path(tempfile.mkdtemp(prefix="audioprobe-demo-"))
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(folder / "demo")], check=True)
@@ -66,7 +69,7 @@ def run(snakemake: str, keep: bool) -> None:
         load = os.getloadavg()[0]
         start = time.perf_counter()
         subprocess.run([str(Path(snakemake).resolve()), "--cores", "8", "--resources", "gpu=1",
-                        "--quiet"], cwd=folder / "demo", env=env, check=True)
+                        "--quiet", *extra], cwd=folder / "demo", env=env, check=True)
         wall = time.perf_counter() - start
         report(log, wall, load)
     finally:
@@ -77,17 +80,22 @@ def run(snakemake: str, keep: bool) -> None:
 
 
 def report(log: Path, wall: float, load: float) -> None:
-    """Print the run's wall time, its CPU time and the CPU time of each kind of job."""
+    """Print the run's wall time, its CPU time and the CPU time of each kind of job, "other"
+    being what Snakemake's children spent that no process reported."""
     jobs: dict[str, list[float]] = defaultdict(list)
+    children = 0.0
     for line in log.read_text().splitlines():
         _, own, waited, command = line.split("\t", 3)
         name = job_of(command)
         if name == "snakemake":
             jobs[name].append(float(own))  # its children are the jobs, counted below
+            children = float(waited)
         elif name:
             jobs[name].append(float(own) + float(waited))
+    in_jobs = sum(sum(times) for name, times in jobs.items() if name != "snakemake")
+    jobs["other"].append(max(children - in_jobs, 0.0))
     total = sum(sum(times) for times in jobs.values())
-    print(f"demo: {wall:.1f} s wall, {total:.1f} CPU-s in {sum(map(len, jobs.values())) - 1} "
+    print(f"demo: {wall:.1f} s wall, {total:.1f} CPU-s in {sum(map(len, jobs.values())) - 2} "
           f"jobs and Snakemake (1-minute load average {load:.2f} at start)\n")
     print("| job | count | CPU-s each | CPU-s in all |\n|---|---|---|---|")
     for name, times in sorted(jobs.items(), key=lambda kv: -sum(kv[1])):
@@ -101,8 +109,9 @@ def main() -> None:
     parser.add_argument("--snakemake", default=str(REPO / ".venv" / "bin" / "snakemake"),
                         help="the snakemake executable (default: the repository's .venv)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("extra", nargs="*", help="more arguments for snakemake (after --)")
     args = parser.parse_args()
-    run(args.snakemake, args.keep)
+    run(args.snakemake, args.keep, args.extra)
 
 
 if __name__ == "__main__":
