@@ -8,9 +8,8 @@ the run only. A job's CPU time is its script process's with its children (the re
 kernel and the kernel's PDF/SVG writers); Snakemake's is its own process's; "other" is what
 Snakemake's children spent that no process reported: the interpreters' start before the hook
 is imported and their teardown after it reports (about 0.7 s for a process that imported
-torch), and the shells that start the jobs. Snakemake's
-benchmark files sample the job's processes now and then, so they miss part of a short job's
-CPU time; this does not.
+torch), and the shells that start the jobs. Snakemake's benchmark files sample the job's
+processes now and then, so they miss part of a short job's CPU time; this does not.
 
     python bench/demo_time.py [--snakemake .venv/bin/snakemake] [--keep] [-- SNAKEMAKE_ARGS]
 """
@@ -83,19 +82,18 @@ def report(log: Path, wall: float, load: float) -> None:
     """Print the run's wall time, its CPU time and the CPU time of each kind of job, "other"
     being what Snakemake's children spent that no process reported."""
     jobs: dict[str, list[float]] = defaultdict(list)
-    children = 0.0
+    own_time = children = 0.0
     for line in log.read_text().splitlines():
         _, own, waited, command = line.split("\t", 3)
         name = job_of(command)
-        if name == "snakemake":
-            jobs[name].append(float(own))  # its children are the jobs, counted below
-            children = float(waited)
+        if name == "snakemake":  # its children are the jobs and what no process reported
+            own_time, children = float(own), float(waited)
         elif name:
             jobs[name].append(float(own) + float(waited))
-    in_jobs = sum(sum(times) for name, times in jobs.items() if name != "snakemake")
+    count, in_jobs = sum(map(len, jobs.values())), sum(map(sum, jobs.values()))
+    jobs["Snakemake itself"].append(own_time)
     jobs["other"].append(max(children - in_jobs, 0.0))
-    total = sum(sum(times) for times in jobs.values())
-    print(f"demo: {wall:.1f} s wall, {total:.1f} CPU-s in {sum(map(len, jobs.values())) - 2} "
+    print(f"demo: {wall:.1f} s wall, {own_time + max(children, in_jobs):.1f} CPU-s in {count} "
           f"jobs and Snakemake (1-minute load average {load:.2f} at start)\n")
     print("| job | count | CPU-s each | CPU-s in all |\n|---|---|---|---|")
     for name, times in sorted(jobs.items(), key=lambda kv: -sum(kv[1])):

@@ -21,9 +21,9 @@ TORCH_FREE_SCRIPTS = ("summary.py", "comparisons.py", "fetch_model.py", "manifes
                       "demo_dataset.py", "download_dataset.py")
 
 
-def script_imports(name: str) -> str:
-    """The module-level imports of ``scripts/<name>``, as source."""
-    tree = ast.parse((REPO / "scripts" / name).read_text())
+def module_imports(path) -> str:
+    """The module-level imports of the Python file ``path``, as source."""
+    tree = ast.parse(path.read_text())
     nodes = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
     return "\n".join(ast.unparse(node) for node in nodes)
 
@@ -37,7 +37,7 @@ def modules_after(code: str, cwd=REPO) -> set[str]:
 
 
 def test_jobs_that_need_no_torch_never_import_it(tmp_path):
-    imports = "\n".join(script_imports(name) for name in TORCH_FREE_SCRIPTS)
+    imports = "\n".join(module_imports(REPO / "scripts" / name) for name in TORCH_FREE_SCRIPTS)
     # what those jobs then ask of the model families: the demo's model cards (log-mel, and
     # CREPE's, which hash a weights file), every family's GPU need and whether it is a
     # baseline (the comparisons pair models on it)
@@ -108,9 +108,6 @@ assert fit.test_proba.shape == (2, 40, 2)
 def test_the_report_page_imports_torch_only_to_play_error_clips():
     """Every module the page imports, the error-audio one included, loads without torch: only
     listening to error clips (``report.error_clips``, off by default) decodes audio with it."""
-    tree = ast.parse((REPO / "report" / "page.py").read_text())
-    imports = "\n".join(ast.unparse(node) for node in tree.body
-                        if isinstance(node, ast.Import | ast.ImportFrom))
-    loaded = modules_after(imports)
+    loaded = modules_after(module_imports(REPO / "report" / "page.py"))
     assert "audioprobe.report.error_audio" in loaded and "audioprobe.report.layers" in loaded
     assert "torch" not in loaded

@@ -194,9 +194,9 @@ class Adam:
     """torch's fused Adam (its functional form, ``torch.optim.adam.adam``) over a stacked
     model's parameters, with moments whose rows can be dropped with the model's (``keep``).
 
-    It makes the same step as ``torch.optim.Adam(fused=True)``; constructing
-    any ``torch.optim`` optimizer imports ``torch._dynamo`` (about 2 s of every probe job's
-    start-up on two cores), calling the function does not."""
+    It makes the same step as ``torch.optim.Adam(fused=True)``; constructing any ``torch.optim``
+    optimizer imports ``torch._dynamo`` (about 2 s of every probe job's start-up on two cores),
+    calling the function does not."""
 
     def __init__(self, model: StackedProbe) -> None:
         self.lr = model.lr_ref
