@@ -6,6 +6,7 @@ The workflow has no command of its own here: Snakemake is its interface, as ``--
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from audioprobe import __version__
@@ -24,7 +25,19 @@ then open results/report/report.html. Datasets, models and probes are set in con
 
 LABEL_EPILOG = """\
 exit status: 0 when every file was labelled, 1 when any file was skipped (its reason is in the
-'skipped' column), 2 when the probe file or an audio path cannot be used."""
+'skipped' column), 2 when the probe cannot be used (not a probe file, or its model's weights
+changed since it was trained) or an argument is wrong."""
+
+
+def positive(text: str) -> int:
+    """A whole number of at least 1, for ``--top``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
         description="Print the top classes of each audio file with their probabilities.")
     labeller.add_argument("probe", help="results/probes/{dataset}/{model}/{probe}.pt")
     labeller.add_argument("audio", nargs="+", help="audio files")
-    labeller.add_argument("--top", type=int, default=5, help="classes per file (default 5)")
+    labeller.add_argument("--top", type=positive, default=5, help="classes per file (default 5)")
     output = labeller.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_const", dest="format", const="json",
                         help="print a JSON list of rows (file, rank, class, probability, "
@@ -59,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audioprobe: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":
-        print(table.to_json(orient="records", indent=2))
+        # pandas' JSON (NaN as null), written again without its escaped slashes in paths
+        print(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
     elif args.format == "csv":
         table.to_csv(sys.stdout, index=False)
     else:

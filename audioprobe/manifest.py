@@ -109,6 +109,8 @@ def validate(df: pd.DataFrame, name: str = "manifest", check_files: bool = True)
         raise ManifestError(f"{name}: clip {row.clip_id} ends before it starts")
     if check_files:
         for path in df["path"].unique():
+            if Path(path).is_dir():
+                raise ManifestError(f"{name}: {path} is a folder, not an audio file")
             if not Path(path).is_file():
                 raise ManifestError(f"{name}: audio file not found: {path}")
     check_same_audio(df, name)

@@ -117,12 +117,17 @@ def _render_with_nbconvert(source: Path, output: Path, env: dict) -> None:
     from jinja2 import DictLoader
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
     notebook = jupytext.read(source)
     title = front_matter_to_title(notebook)
-    client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                            resources={"metadata": {"path": str(output.parent.resolve())}})
-    client.execute(env=env)
+    # the kernel talks over Unix sockets in a private scratch folder, not over loopback TCP
+    with tempfile.TemporaryDirectory() as sockets:
+        kernel = Config({"KernelManager": {"transport": "ipc",
+                                           "ip": str(Path(sockets) / "kernel")}})
+        client = NotebookClient(notebook, timeout=1800, kernel_name="python3", config=kernel,
+                                resources={"metadata": {"path": str(output.parent.resolve())}})
+        client.execute(env=env)
     exporter = HTMLExporter(extra_loaders=[DictLoader({OFFLINE_TEMPLATE: OFFLINE_TEMPLATE_SOURCE})],
                             template_file=OFFLINE_TEMPLATE, exclude_input=True, embed_images=True)
     page, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})

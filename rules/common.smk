@@ -1,5 +1,6 @@
 import csv
 import hashlib
+import importlib.util
 import itertools
 import json
 import math
@@ -286,13 +287,24 @@ def dataset_source_stamp(name):
 DATASET_SOURCES = {name: dataset_source_stamp(name) for name in DATASETS}
 
 
+def user_code_source(spec):
+    """The source file of a ``hear`` or ``custom`` model's module (already imported by
+    ``check_models``), or None."""
+    name = spec.get("module") or spec.get("class", "").partition(":")[0]
+    if spec["family"] not in ("hear", "custom") or not name:
+        return None
+    found = importlib.util.find_spec(name)
+    return Path(found.origin) if found and found.has_location else None
+
+
 def checkpoint_state(wildcards):
     """Name, size and modification time of the files of a model's local checkpoint or weights
-    (a file or a folder), cheap to read before every run: a param of fetch_model, so weights
-    changed in place are fetched (hashed) anew and everything after re-runs. "" for a hub id
-    or none."""
+    (a file or a folder) and of its own module's source (families hear, custom), cheap to read
+    before every run: a param of fetch_model, so weights or code changed in place are fetched
+    (hashed) anew and everything after re-runs. "" for a hub id or none."""
     spec = config["models"][wildcards.model]
-    state = []
+    code = user_code_source(spec)
+    state = [f"code:{code}:{code.stat().st_size}:{code.stat().st_mtime_ns}"] if code else []
     for key in ("checkpoint", "weights"):
         path = Path(spec[key]).expanduser() if spec.get(key) else None
         if path is None or not path.exists():

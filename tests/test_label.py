@@ -46,14 +46,19 @@ def test_label_command_prints_a_table(demo_run, tmp_path):
     assert len(lines) == 3
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
-    result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", probe, str(wav),
-                             str(bad), "--top", "2", "--json"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", probe, str(bad),
+                             str(wav), "--top", "2", "--json"], capture_output=True, text=True)
     assert result.returncode == 1 and "1 of 2 files skipped" in result.stderr
+    assert "\\/" not in result.stdout  # paths as written, no escaped slashes
     rows = json.loads(result.stdout)
-    assert [(r["file"], r["rank"]) for r in rows] == [(str(wav), 1), (str(wav), 2),
-                                                      (str(bad), 0)]
-    assert rows[0]["probability"] >= rows[1]["probability"]
-    assert rows[2]["skipped"].startswith("unreadable audio")
+    assert [(r["file"], r["rank"]) for r in rows] == [(str(bad), 0), (str(wav), 1),
+                                                      (str(wav), 2)]  # in the order given
+    assert rows[1]["probability"] >= rows[2]["probability"]
+    assert rows[0]["skipped"].startswith("unreadable audio") and rows[0]["probability"] is None
+    for top in ("0", "-1", "two"):
+        wrong = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", probe,
+                                str(wav), "--top", top], capture_output=True, text=True)
+        assert wrong.returncode == 2 and "not a whole number of at least 1" in wrong.stderr
     missing = subprocess.run([sys.executable, "-m", "audioprobe.cli", "label", "nothing.pt",
                               str(wav)], capture_output=True, text=True)
     assert missing.returncode == 2 and "nothing.pt" in missing.stderr

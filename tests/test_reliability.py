@@ -146,6 +146,14 @@ REFUSED = {
                       for i in range(6)], "path,label,fold,group",
                      "row 2: fold 'one' is not a whole number"),
     "empty file": ([], "", "empty file"),
+    "header only": ([], "path,label", "a header line and no clips"),
+    "a row with an extra cell": ([f"{'abcdef'[i]}.wav,c{i % 2}{',x' if i == 4 else ''}"
+                                  for i in range(6)], "path,label",
+                                 "not a CSV table: Error tokenizing data"),
+    "a missing file": ([f"{'abcdeg'[i]}.wav,c{i % 2},{1 + i % 3},g{i}" for i in range(6)],
+                       "path,label,fold,group", "audio file not found: "),
+    "a folder": ([f"{'abcde.'[i]}{'.wav' if i < 5 else ''},c{i % 2},{1 + i % 3},g{i}"
+                  for i in range(6)], "path,label,fold,group", "is a folder, not an audio file"),
 }
 
 
@@ -202,6 +210,10 @@ CONFIG_REFUSALS = {
                              "config: probes.linear.batch_norm: only an mlp probe takes"),
     "md5 without url": (lambda c: c["datasets"]["demo"].update(download={"md5": "0" * 32}),
                         "config: datasets.demo.download: 'url' is a dependency of 'md5'"),
+    "control of log-mel": (lambda c: c["models"].update(lm={"family": "logmel",
+                                                          "random_weights": True}),
+                           "config: models.lm: random_weights: true: family logmel cannot "
+                           "re-initialise its model, so it has no random-weights control"),
     "sample rate": (lambda c: c["models"]["logmel"].update(options={"sample_rate": 1_000_000_000}),
                     "config: models.logmel.sample_rate: 1000000000 is greater than the maximum "
                     "of 192000"),

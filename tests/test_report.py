@@ -642,6 +642,16 @@ def test_front_matter_becomes_the_title():
     assert notebook.cells[0].source == "# A report"
 
 
+@pytest.mark.skipif(shutil.which("quarto") is not None, reason="Quarto renders instead")
+def test_the_page_kernel_talks_over_unix_sockets_not_tcp(tmp_path):
+    source = tmp_path / "page.py"
+    source.write_text('# %% [markdown]\n# ---\n# title: "T"\n# ---\n\n# %%\n'
+                      "from ipykernel.kernelapp import IPKernelApp\n"
+                      'print("transport", IPKernelApp.instance().transport)\n')
+    render(source, tmp_path / "out" / "page.html", {}, {})
+    assert "transport ipc" in (tmp_path / "out" / "page.html").read_text()
+
+
 # The demo run --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -180,6 +181,35 @@ def test_changed_user_code_or_weights_are_refused_at_load(user_code, tmp_path):
     with pytest.raises(AudioprobeError, match=r"model m: the code and weights of myencoder are "
                                               r"sha256:\w+, not sha256:\w+ as when its card"):
         load_encoder(card)
+
+
+def test_edited_user_code_is_fetched_again(user_code, tmp_path):
+    folder = copy_workflow(tmp_path / "wf")
+    set_models(folder, {"mine": {"family": "custom", "gpu": False,
+                                 "options": {"class": "myencoder:TinyEncoder"}}})
+    card = folder / "resources/models/mine.json"
+    snakemake(folder, str(card.relative_to(folder)), "--cores", "1")
+    before = json.loads(card.read_text())["revision"]
+    assert "Nothing to be done" in snakemake(folder, "-n", str(card.relative_to(folder))).stdout
+    (user_code / "myencoder.py").write_text(MYENCODER + "\n# edited\n")
+    dry = snakemake(folder, "-n", "--cores", "1").stdout
+    assert re.search(r"^fetch_model\s+1$", dry, re.M), dry  # and then what reads its card
+    snakemake(folder, str(card.relative_to(folder)), "--cores", "1")
+    assert json.loads(card.read_text())["revision"] != before
+
+
+@pytest.mark.parametrize("family, options", [("hear", {"module": "tinyhear"}),
+                                             ("custom", {"class": "myencoder:TinyEncoder"})])
+def test_a_random_weights_control_of_user_code_is_refused(user_code, tmp_path, family, options):
+    folder = copy_workflow(tmp_path / "wf")
+    set_models(folder, {"mine": {"family": family, "options": options},
+                        "mine_random": {"family": family, "options": options,
+                                        "random_weights": True}})
+    result = snakemake(folder, "-n", "--cores", "1", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and (
+        f"config: models.mine_random: random_weights: true: family {family} cannot "
+        "re-initialise its model, so it has no random-weights control") in output, output
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -43,6 +43,10 @@ def _from_csv(csv: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise LayoutError(f"{csv}: empty file; expected a header line (path,label,...) and one "
                           "row per clip") from None
+    except pd.errors.ParserError as error:  # e.g. a row with more cells than the header
+        raise LayoutError(f"{csv}: not a CSV table: {str(error).strip()}") from None
+    if table.empty:
+        raise LayoutError(f"{csv}: a header line and no clips; expected one row per clip")
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise LayoutError(f"{csv}: missing required column(s) {sorted(missing)}")

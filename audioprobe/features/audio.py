@@ -43,7 +43,7 @@ def probe(path: str, start: float, end: float, longest: float) -> tuple[int, int
         raise AudioError(f"shorter than {MIN_SECONDS * 1000:.0f} ms ({n} samples)")
     if n > longest * info.samplerate:
         limit = f"{longest / 60:g} minutes" if longest % 60 == 0 else f"{longest:g} s"
-        raise AudioError(f"longer than {limit} ({n / info.samplerate:.0f} s; "
+        raise AudioError(f"longer than {limit} ({n / info.samplerate:.1f} s; "
                          "extraction.max_clip_seconds)")
     return info.samplerate, first, last
 

@@ -45,8 +45,9 @@ def features(paths: list[str], probes: dict
 
 
 def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFrame:
-    """One row per file and rank: file, rank, class, probability (or the reason it was skipped).
-    The probe's model is loaded from its card, refused when its weights changed since."""
+    """One row per file and rank, files in the order given: file, rank, class, probability (or
+    the reason it was skipped). The probe's model is loaded from its card, refused when its
+    weights changed since."""
     probes = saved.read(probe_file)
     values, kept, rejected = features(paths, probes)
     rows = []
@@ -54,11 +55,15 @@ def label(paths: list[str], probe_file: str | Path, top_k: int = 5) -> pd.DataFr
         proba = np.mean([_predict(_inputs(values, r["layer"]), probes, r)
                          for r in probes["rounds"]], axis=0)
         classes = np.asarray(probes["classes"])
-        rows = [{"file": paths[i], "rank": rank + 1, "class": classes[c], "probability": p[c]}
+        rows = [(i, {"file": paths[i], "rank": rank + 1, "class": classes[c],
+                     "probability": p[c]})
                 for i, p in zip(kept, proba) for rank, c in enumerate(np.argsort(-p)[:top_k])]
-    rows += [{"file": paths[int(r.clip_id)], "rank": 0, "class": "", "probability": np.nan,
-              "skipped": r.reason} for r in rejected.itertuples()]
-    return pd.DataFrame(rows, columns=["file", "rank", "class", "probability", "skipped"]
+    rows += [(int(r.clip_id), {"file": paths[int(r.clip_id)], "rank": 0, "class": "",
+                               "probability": np.nan, "skipped": r.reason})
+             for r in rejected.itertuples()]
+    rows.sort(key=lambda row: row[0])  # stable: each file's ranks stay in order
+    return pd.DataFrame([row for _, row in rows],
+                        columns=["file", "rank", "class", "probability", "skipped"]
                         ).fillna({"skipped": ""})
 
 

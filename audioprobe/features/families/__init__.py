@@ -163,6 +163,7 @@ class Registered:
     checks: bool = False  # its module's ``check(name, spec)`` runs before any job
     options: type = LogmelOptions  # ``models.<name>.options``: a TypedDict
     user_kwargs: bool = False  # options it does not declare are keyword arguments of the user's code
+    controls: bool = True  # ``random_weights: true`` builds its seeded re-initialisation
 
 
 FAMILIES = {
@@ -172,6 +173,7 @@ FAMILIES = {
         baseline=True,
         single_layer=True,
         options=LogmelOptions,
+        controls=False,
     ),
     "transformers": Registered(
         "audioprobe.features.families.transformers", options=TransformersOptions
@@ -182,10 +184,18 @@ FAMILIES = {
         "audioprobe.features.families.crepe", needs_gpu=_crepe_needs_gpu, options=CrepeOptions
     ),
     "hear": Registered(
-        "audioprobe.features.families.hear", checks=True, options=HearOptions, user_kwargs=True
+        "audioprobe.features.families.hear",
+        checks=True,
+        options=HearOptions,
+        user_kwargs=True,
+        controls=False,
     ),
     "custom": Registered(
-        "audioprobe.features.families.custom", checks=True, options=CustomOptions, user_kwargs=True
+        "audioprobe.features.families.custom",
+        checks=True,
+        options=CustomOptions,
+        user_kwargs=True,
+        controls=False,
     ),
 }
 
@@ -324,7 +334,12 @@ def is_single_layer(spec: dict) -> bool:
 def check(name: str, spec: dict) -> None:
     """Check a model spec before any job runs, where its family can (the bring-your-own
     families import the user's module and check its functions, class and options)."""
-    if registered(spec["family"]).checks:
+    entry = registered(spec["family"])
+    if spec.get("random_weights") and not entry.controls:
+        raise AudioprobeError(
+            f"random_weights: true: family {spec['family']} cannot re-initialise its model, so "
+            "it has no random-weights control; for one, give a model that builds random weights")
+    if entry.checks:
         family(spec["family"]).check(name, spec)
 
 
