@@ -304,7 +304,9 @@ def checkpoint_state(wildcards):
     (hashed) anew and everything after re-runs. "" for a hub id or none."""
     spec = config["models"][wildcards.model]
     code = user_code_source(spec)
-    state = [f"code:{code}:{code.stat().st_size}:{code.stat().st_mtime_ns}"] if code else []
+    state = (
+        [f"code:{code}:{code.stat().st_size}:{code.stat().st_mtime_ns}"] if code else []
+    )
     for key in ("checkpoint", "weights"):
         path = Path(spec[key]).expanduser() if spec.get(key) else None
         if path is None or not path.exists():
