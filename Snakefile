@@ -33,7 +33,7 @@ localrules:
 
 
 STORES = expand(rules.merge_features.output.store, dataset=DATASETS, model=MODELS)
-remove_unreadable_stores(STORES)
+set_aside_unreadable_stores(STORES)
 
 
 rule all:

@@ -1,4 +1,5 @@
 import csv
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -324,11 +325,12 @@ def checkpoint_state(wildcards):
     return hashlib.sha256("\n".join(state).encode()).hexdigest()[:16] if state else ""
 
 
-def remove_unreadable_stores(stores):
-    """Remove a finished feature store of ``stores`` that no longer reads (truncated,
-    overwritten, a disk error), so that it is built again instead of failing every probe job
-    after it. A store is renamed into place only when complete, so one that does not open was
-    damaged since.
+def set_aside_unreadable_stores(stores):
+    """Move a finished feature store of ``stores`` that no longer reads (truncated,
+    overwritten, a disk error) to ``{store}.unreadable``, so that it is built again instead of
+    failing every probe job after it, and nothing is deleted (planning, a dry run included, is
+    where this is known). A store is renamed into place only when complete, so one that does
+    not open was damaged since.
     """
     stores = [Path(store) for store in stores if Path(store).is_file()]
     if not stores:
@@ -343,10 +345,12 @@ def remove_unreadable_stores(stores):
         except OSError as error:
             readable, reason = False, " ".join(str(error).split())
         if not readable:
+            aside = store.with_name(store.name + ".unreadable")
             logger.warning(
-                f"{store} is unreadable ({reason}): removed, to be built again"
+                f"{store} is unreadable ({reason}): moved to {aside}, to be built again "
+                "(delete it once you no longer need it)"
             )
-            Path(store).unlink()
+            store.replace(aside)
 
 
 def model_needs_gpu(wildcards):
@@ -403,6 +407,30 @@ def shard_count(dataset):
     with open(manifest_csv) as rows:
         clips = sum(1 for _ in csv.reader(rows)) - 1
     return max(1, math.ceil(clips / SHARD_SIZE))
+
+
+@functools.lru_cache
+def listed_audio_state(manifest_csv, modified):
+    """A hash of the path, size and modification time of every audio file a manifest (as
+    written at ``modified``) lists."""
+    with open(manifest_csv) as rows:
+        paths = sorted({row["path"] for row in csv.DictReader(rows)})
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def audio_state(wildcards):
+    """What a dataset's audio files are now: a param of extract_shard, so an audio file
+    overwritten or touched in place re-extracts the dataset (the manifest job then writes the
+    same rows, which Snakemake does not count as a change); other files of its root do not."""
+    manifest_csv = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
+    return listed_audio_state(manifest_csv, os.stat(manifest_csv).st_mtime_ns)
 
 
 def feature_shards(wildcards):

@@ -39,6 +39,7 @@ rule extract_shard:
         # runtime settings from the config (stored_extraction_settings)
         stored=stored_extraction_settings(),
         shard_size=SHARD_SIZE,
+        audio=audio_state,
         pooling=lookup(
             dpath="models/{model}/pooling",
             within=config,

@@ -58,4 +58,8 @@ rejected = extract(
     },
     settings=settings,
 )
-rejected.to_csv(snakemake.output.rejected, index=False)
+# whole or not at all: a job killed while writing must leave no table that looks complete
+# (Snakemake's incomplete marks do not reach the temp() outputs of jobs after a checkpoint)
+partial = Path(snakemake.output.rejected + ".partial")
+rejected.to_csv(partial, index=False)
+os.replace(partial, snakemake.output.rejected)

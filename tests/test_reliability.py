@@ -80,22 +80,39 @@ def test_config_in_another_key_order_re_runs_nothing(demo_run, tmp_path):
     assert re.search(rf"^probe\s+{jobs}$", plan(folder), re.M)
 
 
+def logmel_features(folder: Path, store: str) -> dict[str, np.ndarray]:
+    with h5py.File(folder / store) as f:
+        return dict(zip(f["clip_id"].asstr()[...], f["features"][0]))
+
+
 def test_an_edited_dataset_re_runs_its_manifest_and_what_follows(tmp_path):
     folder = copy_workflow(tmp_path / "edited")
     store = "results/features/demo/logmel.h5"
-    snakemake(folder, store, "--cores", "2")
+    (folder / "shards.yaml").write_text("extraction: {shard_size: 40}\n")
+    shards = ("--configfile", "shards.yaml")  # the demo's 160 clips in 4 shards
+    snakemake(folder, store, "--cores", "2", *shards)
     demo = folder / "resources/datasets/demo"
     table = pd.read_csv(demo / "demo.csv")
+    before = logmel_features(folder, store)
+    logs = sorted((folder / "logs/extract_shard/demo/logmel").glob("*.log"))
+    written = [log.stat().st_mtime_ns for log in logs]
     # an overwritten audio file (same name, other content) re-runs the manifest and extraction
+    # of its shard, though the manifest job writes the same rows again
     shutil.copy(demo / table["path"].iloc[1], demo / table["path"].iloc[0])
-    dry = plan(folder, store)
+    dry = plan(folder, store, *shards)
     assert re.search(r"^manifest\s+1$", dry, re.M), dry
     assert re.search(r"^merge_features\s+1$", dry, re.M), dry  # its shards once planned
-    snakemake(folder, "results/manifests/demo.csv", "--cores", "1")
-    assert "Nothing to be done" in plan(folder, "results/manifests/demo.csv")
+    snakemake(folder, store, "--cores", "2", *shards)
+    after = logmel_features(folder, store)
+    first, second = (Path(p).stem for p in table["path"].iloc[:2])
+    assert not np.array_equal(before[first], before[second])
+    np.testing.assert_array_equal(after[first], before[second])  # extracted anew
+    # every shard again: the shards merged into the store are not kept
+    assert all(log.stat().st_mtime_ns != old for log, old in zip(logs, written))
+    assert "Nothing to be done" in plan(folder, store, *shards)
     # a deleted one too (and the manifest then names it)
     (demo / table["path"].iloc[2]).unlink()
-    assert re.search(r"^manifest\s+1$", plan(folder, store), re.M)
+    assert re.search(r"^manifest\s+1$", plan(folder, store, *shards), re.M)
     shutil.copy(demo / table["path"].iloc[3], demo / table["path"].iloc[2])
     # six rows added to the CSV are read on the next run
     extra = table.iloc[:6].assign(path=[f"audio/extra{i}.wav" for i in range(6)],
@@ -103,8 +120,8 @@ def test_an_edited_dataset_re_runs_its_manifest_and_what_follows(tmp_path):
     for i, row in enumerate(table.iloc[:6].itertuples()):
         shutil.copy(demo / row.path, demo / f"audio/extra{i}.wav")
     pd.concat([table, extra]).to_csv(demo / "demo.csv", index=False)
-    assert re.search(r"^manifest\s+1$", plan(folder, store), re.M)
-    snakemake(folder, "results/manifests/demo.csv", "--cores", "1")
+    assert re.search(r"^manifest\s+1$", plan(folder, store, *shards), re.M)
+    snakemake(folder, "results/manifests/demo.csv", "--cores", "1", *shards)
     assert len(pd.read_csv(folder / "results/manifests/demo.csv")) == len(table) + 6
 
 
@@ -382,8 +399,10 @@ def test_a_truncated_store_is_built_again(demo_run, tmp_path):
     store = folder / "results/features/demo/logmel.h5"
     with open(store, "r+b") as f:
         f.truncate(store.stat().st_size // 2)
+    damaged = store.read_bytes()
     dry = plan(folder)
     assert "results/features/demo/logmel.h5 is unreadable (" in dry
+    assert (folder / "results/features/demo/logmel.h5.unreadable").read_bytes() == damaged
     # its store's two probes (log-mel has no weighted probe), its linear probe on fractions,
     # the dataset's similarity
     for rule, jobs in (("merge_features", 1), ("probe", 2), ("label_efficiency_probe", 1),
