@@ -43,5 +43,7 @@ rule all:
         rules.comparisons.output.comparisons,
         rules.report.output.html,
         rules.supplement.output,
-        # the stores too: one removed as unreadable (rules/common.smk) is built again
+        # the stores too: one set aside as unreadable (rules/common.smk) is built again
         STORES,
+        # and every probe's files: one deleted is made again, not left missing
+        [probe_files(pattern) for pattern in rules.probe.output],

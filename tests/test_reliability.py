@@ -413,6 +413,14 @@ def test_a_truncated_store_is_built_again(demo_run, tmp_path):
         np.testing.assert_array_equal(rebuilt["features"][...], f["features"][...])
 
 
+def test_a_deleted_probe_file_is_made_again(demo_run, tmp_path):
+    folder = finished_copy(demo_run, tmp_path / "deleted")
+    for output in ("probes/demo/logmel/linear.pt", "predictions/demo/crepe_tiny/mlp.csv",
+                   "probes/demo/crepe_tiny/weighted.layer_weights.csv"):
+        (folder / "results" / output).unlink()
+    assert re.search(r"^probe\s+3$", plan(folder), re.M)
+
+
 def test_result_tables_are_read_with_their_dtypes_whatever_the_values(tmp_path):
     path = tmp_path / "comparisons.csv"
     path.write_text("dataset,probe,metric,model_a,model_b,relation,mean_a,mean_b,difference,"

@@ -40,8 +40,9 @@ def batching(card: dict) -> str:
 
 def check(name: str, spec: dict) -> type:
     """The class, checked to exist, to provide ``sample_rate`` and ``forward``, and to take the
-    configured options."""
+    configured options; its ``weights``, to exist."""
     what = f"model {name}"
+    user_code.weights_path(spec, what)
     module_name, _, class_name = spec["class"].partition(":")
     module = user_code.import_module(module_name, what)
     cls = getattr(module, class_name, None)

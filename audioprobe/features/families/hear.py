@@ -42,8 +42,10 @@ def batching(card: dict) -> str:
 
 
 def check(name: str, spec: dict) -> ModuleType:
-    """The module, checked to provide the HEAR API functions the spec needs."""
+    """The module, checked to provide the HEAR API functions the spec needs; its ``weights``,
+    to exist."""
     what = f"model {name}"
+    user_code.weights_path(spec, what)
     module = user_code.import_module(spec["module"], what)
     needed = ["load_model", EMBEDDINGS[spec.get("embedding", "timestamp")]]
     missing = [f for f in needed if not callable(getattr(module, f, None))]
