@@ -345,7 +345,7 @@ def set_aside_unreadable_stores(stores):
         except OSError as error:
             readable, reason = False, " ".join(str(error).split())
         if not readable:
-            aside = store.with_name(store.name + ".unreadable")
+            aside = store.with_name(f"{store.name}.unreadable")
             logger.warning(
                 f"{store} is unreadable ({reason}): moved to {aside}, to be built again "
                 "(delete it once you no longer need it)"
