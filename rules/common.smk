@@ -428,7 +428,8 @@ def listed_audio_state(manifest_csv, modified):
 def audio_state(wildcards):
     """What a dataset's audio files are now: a param of extract_shard, so an audio file
     overwritten or touched in place re-extracts the dataset (the manifest job then writes the
-    same rows, which Snakemake does not count as a change); other files of its root do not."""
+    same rows, which Snakemake does not count as a change); other files of its root do not.
+    """
     manifest_csv = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
     return listed_audio_state(manifest_csv, os.stat(manifest_csv).st_mtime_ns)
 
