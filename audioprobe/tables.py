@@ -366,6 +366,20 @@ def compare(runs: pd.DataFrame, summary: pd.DataFrame, models: dict[str, dict],
     return table[columns]
 
 
+def unbeaten(comparisons: pd.DataFrame, dataset: str, probe: str, alpha: float = 0.05
+             ) -> set[str]:
+    """The models of one dataset and probe that no other model beats (Holm-adjusted p below
+    ``alpha`` over every comparison of the dataset, the interval above 0): the bold cells of
+    the matrix. Empty when the comparisons hold none for them."""
+    if comparisons.empty:
+        return set()
+    rows = comparisons[(comparisons["dataset"] == dataset) & (comparisons["probe"] == probe)]
+    significant = rows["p_holm"] < alpha
+    beaten = set(rows.loc[significant & (rows["ci_low"] > 0), "model_b"])
+    beaten |= set(rows.loc[significant & (rows["ci_high"] < 0), "model_a"])
+    return (set(rows["model_a"]) | set(rows["model_b"])) - beaten
+
+
 def _common(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both predictions tables cut to the clips both kept."""
     common = set(pred_a["clip_id"].astype(str)) & set(pred_b["clip_id"].astype(str))

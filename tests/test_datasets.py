@@ -15,6 +15,7 @@ from audioprobe import manifest
 from audioprobe.datasets import ADAPTERS, build_manifest, check_options, librispeech
 from audioprobe.errors import LayoutError, LeakageError, OptionError
 from tests.fixtures import layouts
+from tests.fixtures.layouts import write_audio
 
 
 def counts(df: pd.DataFrame, column: str) -> dict:
@@ -66,6 +67,11 @@ def test_urbansound8k_uses_whole_slices(tmp_path):
         assert row(df, clip_id)["group"] == group
     # the CSV's start/end are positions in the Freesound recording, not in the slice file
     assert df["start"].isna().all() and df["end"].isna().all()
+    # a recording the official folds split is kept there, named in the notes
+    assert set(df.attrs["leakage_exceptions"]) == {"106905"}
+    assert df.attrs["notes"] == ["recording 106905 (fsID): slices of it in several folds (siren "
+                                 "in fold 1, engine_idling in fold 8), as the official metadata "
+                                 "has them"]
 
 
 def test_speechcommands_words(tmp_path):
@@ -153,6 +159,10 @@ def test_speechcommands_v1(tmp_path):
     df = ADAPTERS["speechcommands"](tmp_path, version=1)
     assert len(df) == want["n"]
     assert set(df["label"]) == want["labels"]
+    # read as v0.02 (the default), it is refused: a v0.02 reference would be compared with it
+    with pytest.raises(LayoutError, match=r"has none of the v0.02 words \(backward, follow, "
+                                          r"forward, learn, visual\): it looks like v0.01"):
+        ADAPTERS["speechcommands"](tmp_path, version=2)
 
 
 def test_speechcommands_word_outside_version_list(tmp_path):
@@ -192,6 +202,11 @@ def test_nsynth_label_option(tmp_path):
     pitches = ADAPTERS["nsynth"](tmp_path, label="pitch")
     for clip_id, pitch in want["pitch_of"].items():
         assert row(pitches, clip_id)["label"] == pitch
+    with pytest.raises(OptionError, match=r"^nsynth: label: field 'qualities_str' holds a list"):
+        ADAPTERS["nsynth"](tmp_path, label="qualities_str")
+    with pytest.raises(OptionError, match=r"^nsynth: label: no field 'instrument_famly_str' in "
+                                          r"the notes of .*; fields: .*instrument_family_str"):
+        ADAPTERS["nsynth"](tmp_path, label="instrument_famly_str")
 
 
 def test_librispeech_every_speaker_in_every_split(tmp_path):
@@ -368,10 +383,42 @@ def test_build_manifest_validates(tmp_path, adapter):
     assert df["clip_id"].is_unique
 
 
+def add_hidden_entries(root: Path) -> None:
+    """What copying a dataset through macOS, Jupyter or a NAS leaves in every folder: ``._``
+    companions of its audio, .DS_Store, .ipynb_checkpoints and @eaDir folders with audio."""
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        for wav in sorted(folder.glob("*.wav"))[:1]:
+            (folder / f"._{wav.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        for hidden in (".ipynb_checkpoints", "@eaDir"):
+            (folder / hidden).mkdir(exist_ok=True)
+            (folder / hidden / "copy.wav").write_bytes(b"RIFF")
+
+
+@pytest.mark.parametrize("adapter", sorted(CASES))
+def test_hidden_files_and_folders_are_not_read(tmp_path, adapter):
+    maker, options = CASES[adapter]
+    maker(tmp_path)
+    clean = build_manifest(adapter, tmp_path, options)
+    add_hidden_entries(tmp_path)
+    pd.testing.assert_frame_equal(build_manifest(adapter, tmp_path, options), clean)
+
+
+def test_hidden_files_and_folders_are_not_read_in_class_folders(tmp_path):
+    for label in ("cat", "dog", "owl"):
+        (tmp_path / label).mkdir()
+        for i in range(6):
+            write_audio(tmp_path / label / f"{label}{i}.wav", 0.1, 16000)
+    clean = build_manifest("custom", tmp_path, {"n_folds": 3})
+    add_hidden_entries(tmp_path)
+    pd.testing.assert_frame_equal(build_manifest("custom", tmp_path, {"n_folds": 3}), clean)
+
+
 # adapter: (comparable, the notes' first words in order, a side and its class counts)
 AUDITS = {
     "esc50": (True, [], "1", {"chirping_birds": 1, "dog": 1, "fireworks": 3}),
-    "urbansound8k": (True, [], "10", {"car_horn": 2}),
+    "urbansound8k": (True, ["recording 106905 (fsID): slices of it in several folds"], "10",
+                     {"car_horn": 2}),
     "speechcommands": (False, ["test set: testing_list.txt balanced", "train: 4 command",
                                "valid: 2 command", "test: 2 command", "_silence_: random 1 s"],
                        "valid", {"_silence_": 1, "up": 1, "yes": 1}),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from audioprobe import manifest
+from audioprobe.datasets.metadata import entries
 from audioprobe.errors import LayoutError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -84,8 +85,8 @@ def _numbers(cells: pd.Series, column: str, csv: Path, whole: bool) -> pd.Series
 def _from_folders(root: Path) -> pd.DataFrame:
     rows = [
         {"clip_id": f"{d.name}/{f.stem}", "path": str(f.resolve()), "label": d.name}
-        for d in sorted(p for p in root.iterdir() if p.is_dir())
-        for f in sorted(d.iterdir())
+        for d in entries(root) if d.is_dir()
+        for f in entries(d)
         if f.suffix.lower() in AUDIO_SUFFIXES
     ]
     if not rows:

@@ -39,6 +39,7 @@ from typing import Literal, get_args
 import pandas as pd
 
 from audioprobe import manifest
+from audioprobe.datasets.metadata import entries
 from audioprobe.errors import LayoutError, LeakageError
 
 SPLIT_FILE = "ICBHI_challenge_train_test.txt"
@@ -144,7 +145,7 @@ def _read_pairs(path: Path, values: tuple[str, ...], expected: str) -> dict[str,
 
 
 def _require_recordings(folder: Path, split: dict[str, str], split_file: Path) -> None:
-    on_disk = {p.stem for p in folder.glob("*.wav")}
+    on_disk = {p.stem for p in entries(folder, "*.wav")}
     missing = sorted(set(split) - on_disk)
     if missing:
         raise LayoutError(f"ICBHI: audio file not found: {folder / f'{missing[0]}.wav'} "

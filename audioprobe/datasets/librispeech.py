@@ -36,6 +36,7 @@ from typing import Literal
 import pandas as pd
 
 from audioprobe import manifest
+from audioprobe.datasets.metadata import entries
 from audioprobe.errors import LayoutError
 
 SHA256 = {
@@ -159,7 +160,7 @@ def _chapters(folder: Path) -> dict[str, list[str]]:
 
 
 def _numbered_dirs(folder: Path) -> list[Path]:
-    dirs = [p for p in folder.iterdir() if p.is_dir()]
+    dirs = [p for p in entries(folder) if p.is_dir()]
     for d in dirs:
         if not d.name.isdigit():
             raise LayoutError(f"{d}: expected a numeric speaker or chapter folder")

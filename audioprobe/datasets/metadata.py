@@ -28,6 +28,17 @@ def read_table(csv: Path, dataset: str, columns: list[str], key: str, dtype: dic
     return table
 
 
+# Names a dataset folder can hold that are no part of it: hidden files and folders, macOS's
+# ``._`` companions and .DS_Store, .ipynb_checkpoints, a Synology NAS's @eaDir.
+HIDDEN = (".", "@")
+
+
+def entries(folder: Path, pattern: str = "*") -> list[Path]:
+    """The entries of ``folder`` matching ``pattern``, sorted, without hidden ones
+    (:data:`HIDDEN`)."""
+    return sorted(p for p in folder.glob(pattern) if not p.name.startswith(HIDDEN))
+
+
 def require_files(paths: list[Path], dataset: str, listed_in: str) -> None:
     """Refuse a table that lists files absent from disk, naming the first one."""
     listings = {folder: {p.name for p in folder.iterdir()} if folder.is_dir() else set()

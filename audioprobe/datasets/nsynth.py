@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from audioprobe import manifest
-from audioprobe.errors import LayoutError
+from audioprobe.errors import LayoutError, OptionError
 
 SPLITS = {"nsynth-train": "train", "nsynth-valid": "valid", "nsynth-test": "test"}
 FAMILIES = (
@@ -86,12 +86,17 @@ def _read_split(folder: Path, split: str, label: str) -> list[dict]:
 
 
 def _row(meta: Path, note: dict, present: set[str], base: Path, split: str, label: str) -> dict:
-    missing = [key for key in (*REQUIRED, label) if key not in note]
+    missing = [key for key in REQUIRED if key not in note]
     if missing:
         raise LayoutError(f"{meta}: note {note.get('note_str', '?')} lacks field(s) {missing}")
+    if label not in note:
+        raise OptionError(f"nsynth: label: no field {label!r} in the notes of {meta}; fields: "
+                          f"{', '.join(sorted(note))}")
     value = note[label]
     if isinstance(value, (list, dict)):
-        raise ValueError(f"nsynth: field {label!r} holds a {type(value).__name__}, not a class")
+        raise OptionError(f"nsynth: label: field {label!r} holds a {type(value).__name__} per "
+                          "note, not one class (e.g. instrument_family_str or "
+                          "instrument_source_str)")
     if label in EXPECTED and value not in EXPECTED[label]:
         raise LayoutError(f"{meta}: note {note['note_str']} has {label} {value!r}; "
                           f"expected one of {EXPECTED[label]}")

@@ -44,6 +44,7 @@ import pandas as pd
 import soundfile as sf
 
 from audioprobe import manifest
+from audioprobe.datasets.metadata import entries
 from audioprobe.errors import LayoutError
 
 WORDS_V1 = (
@@ -141,10 +142,9 @@ def build(root: Path, version: Literal[1, 2] = 2, task: Task = "words",
 def _word_folders(root: Path, version: int) -> list[Path]:
     if not root.is_dir():
         raise LayoutError(f"Speech Commands: folder not found: {root}")
-    skip = (".", TEST_SET.format(version=""))  # hidden folders, unpacked test archives
-    folders = sorted(
-        p for p in root.iterdir() if p.is_dir() and p.name != NOISE and not p.name.startswith(skip)
-    )
+    skip = TEST_SET.format(version="")  # unpacked test archives
+    folders = [p for p in entries(root) if p.is_dir() and p.name != NOISE
+               and not p.name.startswith(skip)]
     for folder in folders:
         if folder.name not in WORDS[version]:
             raise LayoutError(
@@ -152,6 +152,11 @@ def _word_folders(root: Path, version: int) -> list[Path]:
             )
     if not folders:
         raise LayoutError(f"Speech Commands: no word folders in {root}")
+    newer = set(WORDS[2]) - set(WORDS[1])
+    if version == 2 and not newer & {f.name for f in folders}:
+        raise LayoutError(f"Speech Commands: {root} has none of the v0.02 words "
+                          f"({', '.join(sorted(newer))}): it looks like v0.01; set "
+                          "options: {version: 1}")
     return folders
 
 
@@ -160,7 +165,7 @@ def _word_rows(base: Path, folders: list[Path], task: str) -> list[dict]:
     for folder in folders:
         word = folder.name
         label = word if task == "words" or word in COMMANDS else UNKNOWN
-        for name in sorted(p.name for p in folder.iterdir() if p.suffix == ".wav"):
+        for name in (p.name for p in entries(folder, "*.wav")):
             speaker, divider, _ = name.partition(HASH_DIVIDER)
             if not divider:
                 raise LayoutError(f"{folder / name}: expected a name <speaker>_nohash_<n>.wav")
@@ -198,11 +203,11 @@ def _test_set_rows(folder: Path) -> list[dict]:
                           "(unpack the test archive there, or leave out official_test)")
     labels = (*COMMANDS, UNKNOWN, SILENCE)
     rows = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in (p for p in entries(folder) if p.is_dir()):
         if sub.name not in labels:
             raise LayoutError(f"{sub}: {sub.name!r} is not a label of the 12-class test set "
                               f"({', '.join(labels)})")
-        for wav in sorted(sub.glob("*.wav")):
+        for wav in entries(sub, "*.wav"):
             speaker, divider, _ = wav.stem.partition(HASH_DIVIDER)
             clip_id = f"{folder.name}/{sub.name}/{wav.stem}"
             rows.append({"clip_id": clip_id, "path": str(wav.resolve()), "label": sub.name,
@@ -243,7 +248,7 @@ def _balance(rows: list[dict], noise: Path, regions: dict[str, tuple[float, floa
 
 
 def _noise_lengths(folder: Path) -> dict[str, float]:
-    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    files = entries(folder, "*.wav") if folder.is_dir() else []
     if not files:
         raise LayoutError(f"Speech Commands: no background noise files in {folder} "
                           "(task '12' cuts its _silence_ clips from them)")

@@ -7,7 +7,7 @@ import pandas as pd
 
 from audioprobe.report import layers, references
 from audioprobe.report.formatting import metric_name, percent, percent_interval, sig
-from audioprobe.report.matrix import headline, top_group, with_headline
+from audioprobe.report.matrix import headline, with_headline
 from audioprobe.results import Run
 
 
@@ -103,7 +103,7 @@ def dataset_finding(run: Run, dataset: str) -> str:
     runner_up = compared.assign(
         val=compared["model_b"].map(validation["val_score_mean"])).sort_values(
         "val", ascending=False, kind="stable").iloc[0]
-    top = sorted(top_group(run, dataset, best["probe"]))
+    top = sorted(unbeaten(run.comparisons, dataset, best["probe"]))
     sentences = [f"Against the runner-up on validation, it {verdict(runner_up)}."]
     roles = compared["model_b"].map(run.role)
     for role, label in (("control", "its random-weights control"),

@@ -6,6 +6,7 @@ import pandas as pd
 
 from audioprobe.report.formatting import metric_name
 from audioprobe.results import Run
+from audioprobe.tables import unbeaten
 
 
 def headline(row: pd.Series) -> dict:
@@ -24,30 +25,15 @@ def with_headline(summary: pd.DataFrame) -> pd.DataFrame:
                           score_high=numbers["high"])
 
 
-def top_group(run: Run, dataset: str, probe: str, alpha: float = 0.05) -> set[str]:
-    """The models of one dataset and probe that no other model beats (Holm-adjusted p below
-    ``alpha`` over every pair of the dataset, the interval above 0): the bold cells of the
-    matrix. Empty when the comparisons hold none for them."""
-    table = run.comparisons
-    if table.empty:
-        return set()
-    rows = table[(table["dataset"] == dataset) & (table["probe"] == probe)]
-    if rows.empty:
-        return set()
-    significant = rows["p_holm"] < alpha
-    beaten = set(rows.loc[significant & (rows["ci_low"] > 0), "model_b"])
-    beaten |= set(rows.loc[significant & (rows["ci_high"] < 0), "model_a"])
-    return (set(rows["model_a"]) | set(rows["model_b"])) - beaten
-
-
 def matrix(run: Run) -> pd.DataFrame:
     """One row per model and probe, one column per dataset: the headline score, its interval,
-    its metric, whether it is in the top group (:func:`top_group`), and the mean rank across
+    its metric, whether no other model beats it (:func:`audioprobe.tables.unbeaten`), and the
+    mean rank across
     datasets; rows by mean rank."""
     rows = with_headline(run.summary)
     rows = rows.assign(rank=rows.groupby("dataset")["score"].rank(ascending=False,
                                                                    method="min"))
-    tops = {(d, p): top_group(run, d, p) for d, p in rows[["dataset", "probe"]].drop_duplicates()
+    tops = {(d, p): unbeaten(run.comparisons, d, p) for d, p in rows[["dataset", "probe"]].drop_duplicates()
             .itertuples(index=False)}
     records = []
     for (model, probe), part in rows.groupby(["model", "probe"], sort=False):
