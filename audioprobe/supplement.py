@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from audioprobe.tables import CASE
+from audioprobe.tables import CASE, unbeaten
 
 # The methods the report names, beyond the published numbers of report/reference_results.csv.
 METHOD_REFERENCES = {
@@ -60,12 +60,11 @@ def latex_escape(text: str) -> str:
     return re.sub(r"([&%$#_{}])", r"\\\1", str(text)).replace("~", r"\textasciitilde{}")
 
 
-def latex_matrix(frame: pd.DataFrame, datasets: list[str]) -> str:
-    """The matrix as a booktabs table: mean and [95% interval] per dataset, the best mean of
-    each dataset and probe in bold."""
-    best = {}
-    for d in datasets:
-        best |= frame.groupby("probe")[f"{d}_mean"].max().rename(lambda p, d=d: (d, p)).to_dict()
+def latex_matrix(frame: pd.DataFrame, datasets: list[str], comparisons: pd.DataFrame) -> str:
+    """The matrix as a booktabs table: mean and [95% interval] per dataset; in bold, as in the
+    report, the models no other model with the same probe beats (:func:`tables.unbeaten`), not
+    the highest mean."""
+    bold = {(d, p): unbeaten(comparisons, d, p) for d in datasets for p in frame["probe"]}
     metrics = [str(frame[f"{d}_metric"].dropna().iloc[0]).replace("_", " ")
                if frame[f"{d}_metric"].notna().any() else "" for d in datasets]
     lines = [r"\begin{tabular}{ll" + "c" * len(datasets) + "}", r"\toprule",
@@ -79,14 +78,16 @@ def latex_matrix(frame: pd.DataFrame, datasets: list[str]) -> str:
                 cells.append("--")
                 continue
             text = f"{mean:.3f}"
-            if mean == best[d, row["probe"]]:
+            if row["model"] in bold[d, row["probe"]]:
                 text = rf"\textbf{{{text}}}"
             if pd.notna(low) and pd.notna(high):
                 text += rf" {{\scriptsize [{low:.3f}, {high:.3f}]}}"
             cells.append(text)
         lines.append(" & ".join([latex_escape(row["model"]), latex_escape(row["probe"]),
                                  *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}",
+              "% bold: no other model with the same probe beats it (Holm-adjusted p < 0.05 over",
+              "% the dataset's comparisons, results/tables/comparisons.csv); intervals: 95%", ""]
     return "\n".join(lines)
 
 
@@ -199,12 +200,12 @@ def bibtex(references: pd.DataFrame) -> str:
         for key, kind, fields in entries)
 
 
-def write(summary: pd.DataFrame, references: pd.DataFrame, datasets: list[str],
-          csv_path: str, latex_path: str, bib_path: str) -> None:
+def write(summary: pd.DataFrame, comparisons: pd.DataFrame, references: pd.DataFrame,
+          datasets: list[str], csv_path: str, latex_path: str, bib_path: str) -> None:
     """Write the matrix (CSV and LaTeX) and the BibTeX file."""
     frame = matrix(summary.sort_values(CASE), datasets)
     frame.to_csv(csv_path, index=False, float_format="%.6g")
     with open(latex_path, "w") as out:
-        out.write(latex_matrix(frame, datasets))
+        out.write(latex_matrix(frame, datasets, comparisons))
     with open(bib_path, "w") as out:
         out.write(bibtex(references))

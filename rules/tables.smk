@@ -100,6 +100,7 @@ rule layer_similarity:
 rule supplement:
     input:
         summary=rules.summary.output.summary,
+        comparisons=rules.comparisons.output.comparisons,
         references="report/reference_results.csv",
     output:
         csv="results/supplement/models_datasets.csv",

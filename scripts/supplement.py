@@ -13,6 +13,7 @@ from audioprobe.tables import read_table
 to_file(snakemake.log[0])
 supplement.write(
     read_table(snakemake.input.summary),
+    read_table(snakemake.input.comparisons),
     read_references(snakemake.input.references),
     snakemake.params.datasets,
     snakemake.output.csv,

@@ -30,9 +30,19 @@ def summary() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def comparisons() -> pd.DataFrame:
+    """With the MLP, hubert_base beats logmel on esc_50 (Holm p 0.01, interval above 0) and
+    not on icbhi (p 0.2); no comparison of the linear probes."""
+    return pd.DataFrame([
+        {"dataset": d, "probe": "mlp", "model_a": "hubert_base", "model_b": "logmel",
+         "difference": 0.1, "ci_low": low, "ci_high": 0.2, "p_holm": p}
+        for d, low, p in (("esc_50", 0.02, 0.01), ("icbhi", -0.01, 0.2))])
+
+
 def test_matrix_csv_and_latex_hold_the_summary_values(tmp_path):
     paths = [tmp_path / n for n in ("m.csv", "m.tex", "r.bib")]
-    supplement.write(summary(), read_references(REPO / "report/reference_results.csv"),
+    supplement.write(summary(), comparisons(),
+                     read_references(REPO / "report/reference_results.csv"),
                      ["esc_50", "icbhi"], *map(str, paths))
     frame = pd.read_csv(paths[0])
     assert len(frame) == 4
@@ -42,8 +52,14 @@ def test_matrix_csv_and_latex_hold_the_summary_values(tmp_path):
     latex = paths[1].read_text()
     assert latex.count(r"\toprule") == latex.count(r"\midrule") == latex.count(r"\bottomrule") == 1
     assert r"esc\_50" in latex and r"icbhi score" in latex
-    line = next(l for l in latex.splitlines() if l.startswith(r"hubert\_base & mlp"))
-    assert line.count(r"\textbf{0.650}") == 2 and "[0.630, 0.680]" in line
+    lines = {tuple(l.split(" & ")[:2]): l for l in latex.splitlines() if " & " in l}
+    assert "[0.630, 0.680]" in lines["hubert\\_base", "mlp"]
+    # bold as in the report: what no other model beats, not the highest mean
+    assert lines["hubert\\_base", "mlp"].count(r"\textbf{") == 2  # unbeaten on both
+    assert lines["logmel", "mlp"].count(r"\textbf{") == 1  # beaten on esc_50 only
+    assert r"\textbf{0.550}" in lines["logmel", "mlp"].split(" & ")[3]
+    assert not any(r"\textbf" in lines[m, "linear"] for m in ("logmel", "hubert\\_base"))
+    assert "% bold: no other model with the same probe beats it" in latex
     body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
     assert len(body) == 4 and all(l.count("&") == 3 for l in body)
 
