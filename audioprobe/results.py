@@ -181,15 +181,15 @@ def load(environ: dict | None = None) -> Run:
     """Read the report inputs named in ``AUDIOPROBE_REPORT_INPUTS``."""
     spec = json.loads((environ or os.environ)[INPUTS_VARIABLE])
     files, config = spec["files"], spec["config"]
-    tables = {name: Path(files[name]) for name in ("summary", "layers", "comparisons", "runs")
-              if files.get(name)}
+    tables = {name: Path(files[name]) for name in ("summary", "layers", "comparisons", "runs",
+                                                   "label_efficiency") if files.get(name)}
     run = Run(
         summary=read_table(tables["summary"]),
         config=config,
         layers=read_table(tables.get("layers")),
         comparisons=read_table(tables.get("comparisons")),
         runs=read_table(tables.get("runs")),
-        label_efficiency=read_table(files.get("label_efficiency")),
+        label_efficiency=read_table(tables.get("label_efficiency")),
         predictions=_keyed(files.get("predictions", []), "dataset", "model", "probe"),
         curves=_keyed(files.get("curves", []), "dataset", "model", "probe"),
         layer_weights=_keyed(files.get("layer_weights", []), "dataset", "model", "probe"),

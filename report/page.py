@@ -178,8 +178,8 @@ def fitted_limits(lows: list[float], highs: list[float]) -> tuple[float, float]:
 # Generated from the tables: per dataset, the model and probe best on validation (never chosen on
 # a test score), its test score, where its layer sits, and the paired comparisons against the
 # runner-up on validation, its random-weights control and the log-mel baseline (differences in
-# percentage points, 95% intervals, Holm-adjusted p over every pair of models of one dataset),
-# and the models no other model beats.
+# percentage points, 95% intervals, Holm-adjusted p over all the comparisons of one dataset:
+# every pair of models with each probe), and the models no other model beats.
 
 # %%
 for dataset in run.datasets:
@@ -581,7 +581,10 @@ for dataset in run.datasets:
 # %%
 spent = cost.cost_table(run)
 elapsed = cost.times(run)
-note(f"{len(run.jobs)} jobs. Elapsed (first job's start to last job's end): "
+sittings = ("" if elapsed["sittings"] <= 1 else
+            f" in each of the {elapsed['sittings']} sittings the jobs ran in, summed: runs of "
+            f"Snakemake more than {cost.PAUSE / 60:g} minutes apart, the time between left out")
+note(f"{len(run.jobs)} jobs. Elapsed (first job's start to last job's end{sittings}): "
      f"{duration(elapsed['elapsed'])} ({sig(elapsed['elapsed'])} s). Summed job wall time: "
      f"{duration(elapsed['summed'])} ({sig(elapsed['summed'])} s); more than elapsed where "
      "jobs ran in parallel. The report itself is excluded.")
@@ -679,6 +682,12 @@ if not curves.empty:
     flagged = flags[(flags["stopped at max_epochs"] > 0) | (flags["best at first epoch"] > 0)]
     note(f"{len(flagged)} of {len(flags)} dataset × model × probe combinations have a flagged "
          "round." if len(flagged) else "No round stopped at `max_epochs` or at its first epoch.")
+    last = int(flags["kept the last epoch run"].sum())
+    if last:
+        note(f"{last} of {int(flags['rounds'].sum())} rounds kept the last epoch they ran: their "
+             "validation score stayed tied at its best while the loss still fell, and patience "
+             "(counted from the last gain in score) ran out; a larger `protocol.patience` "
+             "would train them longer.")
     for dataset in [d for d in run.datasets if d in set(curves["dataset"])]:
         show(tc.figure(curves, dataset, MODEL_COLOURS), f"training-curves-{dataset}",
              f"{dataset}: loss per epoch of each round's chosen probe (red: flagged).",
@@ -693,7 +702,9 @@ if not curves.empty:
 # (whole groups, at least one clip of every class), with validation and test whole and every
 # choice made per round on validation, on the same feature stores. Points: mean over rounds at
 # each round's chosen layer; bands and brackets: the 95% interval of the summary table (over
-# rounds; on a single split, over test groups with the probe held fixed).
+# rounds; on a single split, over test groups with the probe held fixed). A fraction is what was
+# asked for; each cell of the table gives the training clips it had (whole groups and every
+# class make it more on small data).
 
 # %%
 from audioprobe.report import label_efficiency as le

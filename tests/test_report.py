@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import types
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,7 +29,7 @@ from audioprobe import datasets, results
 from audioprobe.joblog import RUN_DETAILS, read_run_details, run_details
 from audioprobe.probes import ALL_LAYERS
 from audioprobe.rendering import INPUTS_VARIABLE, front_matter_to_title, render, table_of_contents
-from audioprobe.report import colours, errors, findings, formatting, layers, references
+from audioprobe.report import colours, cost, errors, findings, formatting, layers, references
 from audioprobe.report.matrix import with_headline
 from audioprobe.tables import read_table
 from tests.conftest import REPO, snakemake
@@ -276,6 +277,10 @@ def test_verdict_reads_the_interval_and_holm_p():
     assert verdict(pd.Series(row)).startswith("beats b (+3.1 points, 95% CI [1.0, 5.0]")
     assert verdict(pd.Series(row | {"ci_low": -0.01, "p_holm": 0.2})).startswith(
         "is not distinguishable from b")
+    # an interval that excludes 0 without Holm's adjustment: the verdict says why it holds back
+    assert verdict(pd.Series(row | {"p_holm": 0.3})) == (
+        "is not distinguishable, after Holm's adjustment for the dataset's comparisons, from b "
+        "(+3.1 points, 95% CI [1.0, 5.0], Holm-adjusted p = 0.30; the interval is not adjusted)")
     assert verdict(pd.Series(row | {"difference": -0.03, "ci_low": -0.05,
                                     "ci_high": -0.01})).startswith("is beaten by b")
 
@@ -365,6 +370,28 @@ def test_cost_is_per_rule_and_per_model_with_elapsed_beside_summed_time(study, s
     assert f"Elapsed (first job's start to last job's end): {formatting.duration(elapsed)}" in text
     assert f"Summed job wall time: {formatting.duration(summed)}" in text
     assert elapsed < summed
+
+
+def test_rounds_that_kept_their_last_epoch_are_counted():
+    from audioprobe.report import training_curves
+
+    rounds = {1: (10, 10, False), 2: (10, 5, False), 3: (100, 100, True)}  # run, chosen, at max
+    curves = pd.DataFrame([
+        {"dataset": "d", "model": "m", "probe": "linear", "fold": fold, "epoch": epoch,
+         "chosen_epoch": chosen, "stopped_at_max_epochs": str(at_max),
+         "best_at_first_epoch": "False"}
+        for fold, (run, chosen, at_max) in rounds.items() for epoch in range(1, run + 1)])
+    row = training_curves.flag_table(curves).iloc[0]
+    assert (row["rounds"], row["stopped at max_epochs"], row["kept the last epoch run"]) == (3, 1, 1)
+
+
+def test_elapsed_time_leaves_out_the_pause_between_runs_of_snakemake():
+    # a run of two jobs (overlapping), then one job redone an hour later
+    jobs = pd.DataFrame({"finished": [100.0, 130.0, 3730.0], "wall time (s)": [100.0, 50.0, 30.0]})
+    spent = cost.times(types.SimpleNamespace(jobs=jobs))
+    assert spent == {"elapsed": 130.0 + 30.0, "sittings": 2, "summed": 180.0}
+    spent = cost.times(types.SimpleNamespace(jobs=jobs.iloc[:2]))
+    assert spent == {"elapsed": 130.0, "sittings": 1, "summed": 150.0}
 
 
 def html_text(page: Path) -> str:
@@ -526,6 +553,9 @@ def test_csv_links_are_relative_to_the_report_and_the_page_says_where_they_were(
     tables = Path(study[1]["summary"]).parent.resolve()
     assert f"When rendered they were in {tables}" in text
     assert "linked from the report's folder as ../tables/" in text
+    links = re.findall(r'href="\.\./tables/([^"]+)"', study[0].read_text())
+    assert set(links) == {f"{name}.csv" for name in ("summary", "layers", "comparisons", "runs",
+                                                     "label_efficiency")}
 
 
 def test_no_resource_leaves_the_page(study, study_page):

@@ -33,12 +33,23 @@ def cost_table(run: Run) -> pd.DataFrame:
     return table.assign(model=table["model"].replace("", "–")).reset_index(drop=True)
 
 
+PAUSE = 300.0  # seconds with no job running that part one run of Snakemake from the next
+
+
 def times(run: Run) -> dict[str, float]:
-    """The run's ``elapsed`` time (first job's start to last job's end, from the benchmark
-    files' times) and the ``summed`` wall time of its jobs (the report excluded)."""
+    """The run's ``elapsed`` time and the ``summed`` wall time of its jobs (the report
+    excluded), from the benchmark files' times. Jobs that follow each other with no pause of
+    more than :data:`PAUSE` form a sitting; ``elapsed`` sums each sitting's first start to last
+    end, leaving out the time between ``sittings`` (a run resumed or redone in part)."""
     jobs = run.jobs
     if jobs.empty:
-        return {"elapsed": 0.0, "summed": 0.0}
-    starts = jobs["finished"] - jobs["wall time (s)"]
-    return {"elapsed": float(jobs["finished"].max() - starts.min()),
+        return {"elapsed": 0.0, "summed": 0.0, "sittings": 0}
+    spans = sorted(zip(jobs["finished"] - jobs["wall time (s)"], jobs["finished"]))
+    elapsed, sittings = 0.0, 1
+    start, end = spans[0]
+    for begins, ends in spans[1:]:
+        if begins > end + PAUSE:
+            elapsed, sittings, start = elapsed + end - start, sittings + 1, begins
+        end = max(end, ends)
+    return {"elapsed": float(elapsed + end - start), "sittings": sittings,
             "summed": float(jobs["wall time (s)"].sum())}

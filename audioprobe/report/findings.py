@@ -9,6 +9,7 @@ from audioprobe.report import layers, references
 from audioprobe.report.formatting import metric_name, percent, percent_interval, sig
 from audioprobe.report.matrix import headline, with_headline
 from audioprobe.results import Run
+from audioprobe.tables import unbeaten
 
 
 def best_row(run: Run, dataset: str) -> pd.Series:
@@ -55,7 +56,9 @@ def comparison_table(run: Run, dataset: str) -> pd.DataFrame:
 
 
 def verdict(comparison: pd.Series, alpha: float = 0.05) -> str:
-    """A paired comparison in words: the difference in points with its interval and Holm p."""
+    """A paired comparison in words: the difference in points with its interval and Holm p; the
+    verdict follows the Holm-adjusted p, and says so where the (unadjusted) interval alone
+    would have called it."""
     difference = 100 * comparison["difference"]
     detail = (f"{difference:+.1f} points, 95% CI [{100 * comparison['ci_low']:.1f}, "
               f"{100 * comparison['ci_high']:.1f}], "
@@ -65,6 +68,9 @@ def verdict(comparison: pd.Series, alpha: float = 0.05) -> str:
         word = "beats"
     elif comparison["p_holm"] < alpha and high < 0:
         word = "is beaten by"
+    elif low > 0 or high < 0:
+        word = "is not distinguishable, after Holm's adjustment for the dataset's comparisons, from"
+        detail += "; the interval is not adjusted"
     else:
         word = "is not distinguishable from"
     return f"{word} {comparison['model_b']} ({detail})"

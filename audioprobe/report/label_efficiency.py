@@ -37,12 +37,15 @@ def figure(table: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> plt.
 
 
 def table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The table as the report shows it: mean [interval] per fraction, one row per dataset,
-    model and probe, with the mean number of training clips in each column's name."""
+    """The table as the report shows it: mean [interval] per fraction asked for, one row per
+    dataset, model and probe, each cell with the mean number of training clips it had (whole
+    groups and every class make it more than the fraction on small data)."""
     cells = frame.assign(cell=[
         f"{m:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) and np.isfinite(hi) else "")
-        for m, lo, hi in zip(frame["mean"], frame["ci_low"], frame["ci_high"])])
+        + f", {n:g} clips"
+        for m, lo, hi, n in zip(frame["mean"], frame["ci_low"], frame["ci_high"],
+                                frame["n_train_mean"])])
     wide = cells.pivot_table(index=["dataset", "model", "probe", "metric"], columns="fraction",
                              values="cell", aggfunc="first")
-    wide.columns = [f"{100 * f:g}%" for f in wide.columns]
+    wide.columns = [f"{100 * f:g}% asked" for f in wide.columns]
     return wide.reset_index()

@@ -16,7 +16,9 @@ def as_flags(curves: pd.DataFrame) -> pd.DataFrame:
 
 def flag_table(curves: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, model and probe: rounds, epochs run and chosen (min-max over rounds), and
-    how many rounds stopped at ``max_epochs`` or were best after the first epoch."""
+    how many rounds stopped at ``max_epochs``, were best after the first epoch, or kept the
+    last epoch they ran (patience counts from the last gain in validation score: a score tied
+    at its best while the loss still falls moves the checkpoint but runs out the patience)."""
     curves = as_flags(curves)
     per_round = curves.groupby(["dataset", "model", "probe", "fold"], sort=False).agg(
         run=("epoch", "max"), chosen=("chosen_epoch", "first"),
@@ -26,7 +28,9 @@ def flag_table(curves: pd.DataFrame) -> pd.DataFrame:
         rows.append({"dataset": dataset, "model": model, "probe": probe, "rounds": len(frame),
                      "epochs run": _span(frame["run"]), "chosen epoch": _span(frame["chosen"]),
                      "stopped at max_epochs": int(frame["at_max"].sum()),
-                     "best at first epoch": int(frame["first"].sum())})
+                     "best at first epoch": int(frame["first"].sum()),
+                     "kept the last epoch run": int(((frame["chosen"] == frame["run"])
+                                                     & ~frame["at_max"]).sum())})
     return pd.DataFrame(rows)
 
 
