@@ -382,7 +382,8 @@ def test_rounds_that_kept_their_last_epoch_are_counted():
          "best_at_first_epoch": "False"}
         for fold, (run, chosen, at_max) in rounds.items() for epoch in range(1, run + 1)])
     row = training_curves.flag_table(curves).iloc[0]
-    assert (row["rounds"], row["stopped at max_epochs"], row["kept the last epoch run"]) == (3, 1, 1)
+    counts = row[["rounds", "stopped at max_epochs", "kept the last epoch run"]].tolist()
+    assert counts == [3, 1, 1]
 
 
 def test_elapsed_time_leaves_out_the_pause_between_runs_of_snakemake():

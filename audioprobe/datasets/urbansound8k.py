@@ -60,13 +60,11 @@ def build(root: Path) -> pd.DataFrame:
             "group": table["fsID"].to_list(),
         }
     )
-    folds = df.groupby("group")["fold"].unique()
-    crossing = folds[folds.str.len() > 1]
-    where = {
-        group: ", ".join(
-            f"{'; '.join(sorted(set(df.loc[(df['group'] == group) & (df['fold'] == f), 'label'])))}"
-            f" in fold {f}" for f in sorted(folds[group]))
-        for group in crossing.index
+    crossing = df.groupby("group").filter(lambda slices: slices["fold"].nunique() > 1)
+    where = {  # recording: its classes in each fold
+        group: ", ".join(f"{'; '.join(sorted(set(part['label'])))} in fold {fold}"
+                         for fold, part in slices.groupby("fold"))
+        for group, slices in crossing.groupby("group")
     }
     df.attrs["notes"] = [f"recording {group} (fsID): slices of it in several folds ({text}), as "
                          "the official metadata has them" for group, text in where.items()]

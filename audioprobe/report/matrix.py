@@ -33,8 +33,8 @@ def matrix(run: Run) -> pd.DataFrame:
     rows = with_headline(run.summary)
     rows = rows.assign(rank=rows.groupby("dataset")["score"].rank(ascending=False,
                                                                    method="min"))
-    tops = {(d, p): unbeaten(run.comparisons, d, p) for d, p in rows[["dataset", "probe"]].drop_duplicates()
-            .itertuples(index=False)}
+    cases = rows[["dataset", "probe"]].drop_duplicates().itertuples(index=False)
+    tops = {(d, p): unbeaten(run.comparisons, d, p) for d, p in cases}
     records = []
     for (model, probe), part in rows.groupby(["model", "probe"], sort=False):
         record = {"model": model, "probe": probe, "role": run.role(model)}
