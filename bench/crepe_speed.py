@@ -63,7 +63,7 @@ def pipeline(paths: list[Path], card: dict, out: Path, device: str) -> float:
     clips = manifest.make([{"clip_id": p.stem, "path": str(p), "label": "x", "fold": 1}
                            for p in paths])
     settings = ExtractionSettings.from_config(device=device)
-    workers, _ = settings.processes(os.cpu_count() or 1, on_gpu=device == "cuda")
+    workers, _ = settings.processes(len(os.sched_getaffinity(0)), on_gpu=device == "cuda")
     extract(clips, load_encoder(card), out, attrs={},
             settings=ExtractionSettings.from_config(device=device, num_workers=workers))
     out.unlink()
@@ -83,11 +83,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible to torch")
     if args.threads:
         torch.set_num_threads(args.threads)
     else:
         workers, threads = ExtractionSettings.from_config().processes(
-            os.cpu_count() or 1, on_gpu=device.type == "cuda")
+            len(os.sched_getaffinity(0)), on_gpu=device.type == "cuda")
         torch.set_num_threads(threads)
     total = args.audio_seconds or (60 if device.type == "cpu" else 3000)
     if args.capacity == "full" and device.type == "cpu" and not args.audio_seconds:

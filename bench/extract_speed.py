@@ -246,6 +246,8 @@ def main() -> None:
     parser.add_argument("--resample", choices=["auto", "workers", "device"], default="auto")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible to torch")
     cpus = len(os.sched_getaffinity(0))
     workers, threads = ExtractionSettings.from_config().processes(cpus, device.type == "cuda")
     args.workers = workers if args.workers is None else args.workers

