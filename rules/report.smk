@@ -31,7 +31,7 @@ rule report:
         "../envs/audioprobe.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=60,
     params:
         files=report_files,

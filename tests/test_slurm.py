@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from audioprobe.features.families import needs_gpu
 from tests.conftest import HUBERT_DEMO, REPO, set_models
 from tests.conftest import snakemake as run_snakemake
 from tests.conftest import copy_workflow as copy_repo_workflow
@@ -146,8 +147,8 @@ def jobs_in_log(text: str) -> dict[int, tuple[str, bool, str]]:
 
 def promised_requests() -> dict[str, dict[str, int]]:
     """The README's table of what each SLURM job asks for: job -> gpus, cpus, mem_mb, runtime
-    (minutes). Jobs whose request depends on the model are named `rule`, neural models and
-    `rule`, log-mel."""
+    (minutes). Jobs whose request depends on the model are named `rule`, GPU models and
+    `rule`, CPU models."""
     text = (REPO / "README.md").read_text()
     section = text[text.index("## Running on a SLURM cluster"):]
     section = section[:section.index("\n## ")]
@@ -176,7 +177,7 @@ def promised(rule: str, wildcards: str) -> tuple[str, dict[str, int]]:
     if rule in rows:
         return rule, rows[rule]
     model = re.search(r"model=(\w+)", wildcards).group(1)
-    job = f"{rule}, {'log-mel' if MODELS[model]['family'] == 'logmel' else 'neural models'}"
+    job = f"{rule}, {'GPU models' if needs_gpu(MODELS[model]) else 'CPU models'}"
     assert job in rows, f"README's SLURM table has no row for {job}"
     return job, rows[job]
 
