@@ -231,15 +231,20 @@ def fingerprint(root: str | Path, listed: Iterable[str] = ()) -> str:
             digest.update(f"{os.path.relpath(file, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
                           .encode())
     inside = str(root.resolve()) + os.sep
-    for path in sorted(set(listed)):
-        if not path.startswith(inside):
-            try:
-                stat = os.stat(path)
-                state = f"{stat.st_size}\0{stat.st_mtime_ns}"
-            except OSError:
-                state = "missing"
-            digest.update(f"{path}\0{state}\n".encode())
+    for line in file_states(p for p in set(listed) if not p.startswith(inside)):
+        digest.update(line.encode())
     return "sha256:" + digest.hexdigest()[:16]
+
+
+def file_states(paths: Iterable[str]) -> Iterable[str]:
+    """One line per file, in path order: its path, size and modification time, or "missing"."""
+    for path in sorted(paths):
+        try:
+            stat = os.stat(path)
+            state = f"{stat.st_size}\0{stat.st_mtime_ns}"
+        except OSError:
+            state = "missing"
+        yield f"{path}\0{state}\n"
 
 
 def _files(folder: Path) -> Iterable[str]:

@@ -64,7 +64,7 @@ def latex_matrix(frame: pd.DataFrame, datasets: list[str], comparisons: pd.DataF
     """The matrix as a booktabs table: mean and [95% interval] per dataset; in bold, as in the
     report, the models no other model with the same probe beats (:func:`tables.unbeaten`), not
     the highest mean."""
-    bold = {(d, p): unbeaten(comparisons, d, p) for d in datasets for p in frame["probe"]}
+    bold = {(d, p): unbeaten(comparisons, d, p) for d in datasets for p in frame["probe"].unique()}
     metrics = [str(frame[f"{d}_metric"].dropna().iloc[0]).replace("_", " ")
                if frame[f"{d}_metric"].notna().any() else "" for d in datasets]
     lines = [r"\begin{tabular}{ll" + "c" * len(datasets) + "}", r"\toprule",

@@ -25,6 +25,7 @@ from audioprobe.features.families import (
     spec_of,
 )
 from audioprobe.manifest import (
+    file_states,
     fingerprint as manifest_fingerprint,
     read as read_manifest,
 )
@@ -305,9 +306,10 @@ def checkpoint_state(wildcards):
     (hashed) anew and everything after re-runs. "" for a hub id or none."""
     spec = config["models"][wildcards.model]
     code = user_code_source(spec)
-    state = (
-        [f"code:{code}:{code.stat().st_size}:{code.stat().st_mtime_ns}"] if code else []
-    )
+    state = []
+    if code:
+        stat = code.stat()
+        state.append(f"code:{code}:{stat.st_size}:{stat.st_mtime_ns}")
     for key in ("checkpoint", "weights"):
         path = Path(spec[key]).expanduser() if spec.get(key) else None
         if path is None or not path.exists():
@@ -414,15 +416,8 @@ def listed_audio_state(manifest_csv, modified):
     """A hash of the path, size and modification time of every audio file a manifest (as
     written at ``modified``) lists."""
     with open(manifest_csv) as rows:
-        paths = sorted({row["path"] for row in csv.DictReader(rows)})
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}\0missing\n".encode())
-    return digest.hexdigest()[:16]
+        paths = {row["path"] for row in csv.DictReader(rows)}
+    return hashlib.sha256("".join(file_states(paths)).encode()).hexdigest()[:16]
 
 
 def audio_state(wildcards):
